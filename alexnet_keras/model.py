@@ -206,8 +206,10 @@ def _conv_layer(conv, rounding, x, size):
     if any(g[0] is None for g in geo):
         raise _too_small(conv, size)
     pads = tuple(g[1] for g in geo)
-    if conv.stride == 1 and all(p == (conv.pad, conv.pad) for p in pads) and (
-        conv.pad == (conv.kernel - 1) // 2
+    if (
+        conv.stride == 1
+        and all(p == (conv.pad, conv.pad) for p in pads)
+        and (conv.pad == (conv.kernel - 1) // 2)
     ):
         padding = "same"
     else:

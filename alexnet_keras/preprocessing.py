@@ -76,7 +76,9 @@ def preprocess_input(x, variant="bvlc", mean=None):
     if _is_numpy(x):
         x = np.asarray(x, dtype=np.float32)
         if x.shape[-1:] != (3,):
-            raise ValueError(f"Expected RGB images with 3 channels last. Received: x.shape={x.shape}")
+            raise ValueError(
+                f"Expected RGB images with 3 channels last. Received: x.shape={x.shape}"
+            )
         if spec.color_order == "BGR":
             x = x[..., ::-1]
         return x - mean

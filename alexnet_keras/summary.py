@@ -18,8 +18,8 @@ def _describe(layer):
         k, s = config["pool_size"], config["strides"]
         parts.append(f"max {k[0]}x{k[1]}/{s[0]} {config['padding']}")
     if "padding" in config and isinstance(config["padding"], (list, tuple)):
-        (t, b), (l, r) = config["padding"]
-        parts.append(f"pad top/bottom {t}/{b}, left/right {l}/{r}")
+        (top, bottom), (left, right) = config["padding"]
+        parts.append(f"pad top/bottom {top}/{bottom}, left/right {left}/{right}")
     if "size" in config and "alpha" in config:
         groups = config.get("groups", 1)
         parts.append(
@@ -58,8 +58,15 @@ def layer_table(variant="bvlc", input_size=None, classes=1000):
     ]
     for r in rows:
         lines.append(
-            "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                       r[3].rjust(widths[3]), r[4]]).rstrip()
+            "  ".join(
+                [
+                    r[0].ljust(widths[0]),
+                    r[1].ljust(widths[1]),
+                    r[2].rjust(widths[2]),
+                    r[3].rjust(widths[3]),
+                    r[4],
+                ]
+            ).rstrip()
         )
     lines += ["", f"Total params: {model.count_params():,}"]
     return "\n".join(lines)

@@ -123,9 +123,14 @@ BVLC = VariantSpec(
     default_size=227,
     conv_rounding="floor",
     features=_flat(
-        *_C["conv1"], LRN("norm1"), MaxPool("pool1"),
-        *_C["conv2"], LRN("norm2"), MaxPool("pool2"),
-        *_TAIL, MaxPool("pool5"),
+        *_C["conv1"],
+        LRN("norm1"),
+        MaxPool("pool1"),
+        *_C["conv2"],
+        LRN("norm2"),
+        MaxPool("pool2"),
+        *_TAIL,
+        MaxPool("pool5"),
     ),
     color_order="BGR",
     mean=IMAGENET_MEAN_BGR,
@@ -138,9 +143,14 @@ CAFFENET = VariantSpec(
     default_size=227,
     conv_rounding="floor",
     features=_flat(
-        *_C["conv1"], MaxPool("pool1"), LRN("norm1"),
-        *_C["conv2"], MaxPool("pool2"), LRN("norm2"),
-        *_TAIL, MaxPool("pool5"),
+        *_C["conv1"],
+        MaxPool("pool1"),
+        LRN("norm1"),
+        *_C["conv2"],
+        MaxPool("pool2"),
+        LRN("norm2"),
+        *_TAIL,
+        MaxPool("pool5"),
     ),
     color_order="BGR",
     mean=IMAGENET_MEAN_BGR,
@@ -159,9 +169,19 @@ CHM2012 = VariantSpec(
     default_size=224,
     conv_rounding="ceil",
     features=_flat(
-        _H["conv1"][0], LRN("norm1", bias=2.0, groups=2), MaxPool("pool1"), ReLU("relu1"),
-        *_H["conv2"], LRN("norm2", bias=2.0, groups=2), SpatialNorm("cnorm2"), MaxPool("pool2"),
-        *_H["conv3"], *_H["conv4"], _H["conv5"][0], MaxPool("pool5"), ReLU("relu5"),
+        _H["conv1"][0],
+        LRN("norm1", bias=2.0, groups=2),
+        MaxPool("pool1"),
+        ReLU("relu1"),
+        *_H["conv2"],
+        LRN("norm2", bias=2.0, groups=2),
+        SpatialNorm("cnorm2"),
+        MaxPool("pool2"),
+        *_H["conv3"],
+        *_H["conv4"],
+        _H["conv5"][0],
+        MaxPool("pool5"),
+        ReLU("relu5"),
     ),
     color_order="RGB",
     mean=IMAGENET_MEAN_RGB,
@@ -185,5 +205,6 @@ def get_variant(name):
         return VARIANTS[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"Unknown AlexNet variant; expected one of {sorted(VARIANTS)}. Received: variant={name!r}"
+            f"Unknown AlexNet variant; expected one of {sorted(VARIANTS)}. "
+            f"Received: variant={name!r}"
         ) from None

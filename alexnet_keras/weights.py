@@ -54,7 +54,7 @@ def read_metadata(path):
     >>> import alexnet_keras, tempfile, os
     >>> model = alexnet_keras.AlexNet(variant="caffenet", classes=10)
     >>> path = os.path.join(tempfile.mkdtemp(), "m.weights.h5")
-    >>> alexnet_keras.weights.save_weights(model, path, variant="caffenet")
+    >>> _ = alexnet_keras.weights.save_weights(model, path, variant="caffenet")
     >>> meta = alexnet_keras.weights.read_metadata(path)
     >>> meta["variant"], meta["classes"], meta["input_size"]
     ('caffenet', 10, 227)
@@ -109,9 +109,7 @@ def load_into(model, path):
         got = [a.shape for a in arrays[layer.name]]
         want = [tuple(w.shape) for w in layer.weights]
         if got != want:
-            raise ValueError(
-                f"{path}: layer '{layer.name}' expects shapes {want}. Received: {got}"
-            )
+            raise ValueError(f"{path}: layer '{layer.name}' expects shapes {want}. Received: {got}")
         layer.set_weights(arrays[layer.name])
 
 
@@ -126,6 +124,9 @@ def save_weights(model, path, *, variant, class_names=None, preprocessing=None, 
         preprocessing: optional dict (`color_order`, `mean`); defaults to the
             variant's.
         source: optional provenance dict (`path`, `format`, `sha256`, ...).
+
+    Returns:
+        The path written, as a `pathlib.Path`.
     """
     from alexnet_keras.variants import get_variant
 
@@ -139,9 +140,9 @@ def save_weights(model, path, *, variant, class_names=None, preprocessing=None, 
         "variant": spec.name,
         "input_size": int(model.input_shape[1]),
         "classes": int(fc8.units),
-        "class_names": None if class_names is None else [
-            list(c) if isinstance(c, (list, tuple)) else c for c in class_names
-        ],
+        "class_names": None
+        if class_names is None
+        else [list(c) if isinstance(c, (list, tuple)) else c for c in class_names],
         "preprocessing": preprocessing
         or {"color_order": spec.color_order, "mean": list(spec.mean)},
         "source": source,

@@ -50,11 +50,13 @@ def caffe_conv(x, w, b, stride=1, pad=0, group=1):
         cols = np.empty((n, cg, kh, kw, ho, wo))
         for i in range(kh):
             for j in range(kw):
-                cols[:, :, i, j] = xs[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride]
+                cols[:, :, i, j] = xs[
+                    :, :, i : i + stride * ho : stride, j : j + stride * wo : stride
+                ]
         wm = w[g * og : (g + 1) * og].reshape(og, -1)
-        out[:, g * og : (g + 1) * og] = np.einsum("ok,nkp->nop", wm, cols.reshape(n, -1, ho * wo)).reshape(
-            n, og, ho, wo
-        )
+        out[:, g * og : (g + 1) * og] = np.einsum(
+            "ok,nkp->nop", wm, cols.reshape(n, -1, ho * wo)
+        ).reshape(n, og, ho, wo)
     return out + b[None, :, None, None]
 
 
@@ -84,7 +86,9 @@ def caffe_max_pool(x, kernel=3, stride=2):
     for i in range(ho):
         for j in range(wo):
             y0, x0 = i * stride, j * stride
-            out[:, :, i, j] = x[:, :, y0 : min(y0 + kernel, h), x0 : min(x0 + kernel, w)].max(axis=(2, 3))
+            out[:, :, i, j] = x[:, :, y0 : min(y0 + kernel, h), x0 : min(x0 + kernel, w)].max(
+                axis=(2, 3)
+            )
     return out
 
 
@@ -170,14 +174,16 @@ def cc_conv(inputs, weights, bias, fs, stride=1, pad=0):
     size = inputs[0].shape[1]
     mods = 1 + math.ceil((2 * pad + size - fs) / stride)
     total = None
-    for img, w in zip(inputs, weights):
+    for img, w in zip(inputs, weights, strict=True):
         c = img.shape[0]
         extra = (mods - 1) * stride + fs - (size + 2 * pad)
         xp = np.pad(img, ((0, 0), (pad, pad + max(extra, 0)), (pad, pad + max(extra, 0))))
         cols = np.empty((c, fs, fs, mods, mods))
         for y in range(fs):
             for x in range(fs):
-                cols[:, y, x] = xp[:, y : y + stride * mods : stride, x : x + stride * mods : stride]
+                cols[:, y, x] = xp[
+                    :, y : y + stride * mods : stride, x : x + stride * mods : stride
+                ]
         out = w.T @ cols.reshape(c * fs * fs, mods * mods)
         total = out if total is None else total + out
     return (total + bias.reshape(-1, 1)).reshape(-1, mods, mods)
@@ -220,7 +226,8 @@ def cc_max_pool(x, size_x=3, stride=2, start=0):
 
 def cc_fc(inputs, weights, bias):
     """Sum over inputs of flatten(CHW) @ W_i, plus bias (1, out)."""
-    return sum(inp.reshape(-1) @ w for inp, w in zip(inputs, weights)) + bias.reshape(-1)
+    total = sum(inp.reshape(-1) @ w for inp, w in zip(inputs, weights, strict=True))
+    return total + bias.reshape(-1)
 
 
 # The layers of layers-145.cfg with weights, by name: (inputs, per-input rows-shape).
@@ -241,7 +248,8 @@ def random_chm_layers(rng, classes=1000):
     rows = {  # rows of each input's matrix, and outputs
         "conv1": ([3 * 121], 48), "conv2": ([48 * 25], 128), "conv3": ([128 * 9] * 2, 192),
         "conv4": ([192 * 9], 192), "conv5": ([192 * 9], 128),
-        "fc2048": ([4608] * 2, 2048), "fc2048b": ([2048] * 2, 2048), "fc1000": ([2048] * 2, classes),
+        "fc2048": ([4608] * 2, 2048), "fc2048b": ([2048] * 2, 2048),
+        "fc1000": ([2048] * 2, classes),
     }  # fmt: skip
     layers = {}
     for name, inputs in CHM145.items():
@@ -289,7 +297,9 @@ def cuda_convnet_forward(
         )  # fmt: skip
 
     def fc(n):
-        return cc_fc([acts[i] for i in layers[n]["inputs"]], layers[n]["weights"], layers[n]["biases"])
+        return cc_fc(
+            [acts[i] for i in layers[n]["inputs"]], layers[n]["weights"], layers[n]["biases"]
+        )
 
     def cmrnorm(src_a, src_b):
         if lrn_per_gpu:

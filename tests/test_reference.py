@@ -58,14 +58,20 @@ def chm_to_keras(layers, keep=0.5):
         "conv3": [
             np.concatenate(
                 [
-                    np.concatenate([conv_w(w(f"conv3{h}", s), 128, 3) for s in ("pool2a", "pool2b")], 2)
+                    np.concatenate(
+                        [conv_w(w(f"conv3{h}", s), 128, 3) for s in ("pool2a", "pool2b")], 2
+                    )
                     for h in "ab"
                 ],
                 3,
             )
         ],
-        "conv4": [np.concatenate([conv_w(w(f"conv4{h}", f"conv3{h}_neuron"), 192, 3) for h in "ab"], 3)],
-        "conv5": [np.concatenate([conv_w(w(f"conv5{h}", f"conv4{h}_neuron"), 192, 3) for h in "ab"], 3)],
+        "conv4": [
+            np.concatenate([conv_w(w(f"conv4{h}", f"conv3{h}_neuron"), 192, 3) for h in "ab"], 3)
+        ],
+        "conv5": [
+            np.concatenate([conv_w(w(f"conv5{h}", f"conv4{h}_neuron"), 192, 3) for h in "ab"], 3)
+        ],
     }
     for i in range(1, 6):
         out[f"conv{i}"].append(bias(f"conv{i}a", f"conv{i}b"))
@@ -107,12 +113,16 @@ def caffe_case(images):
             rng = np.random.default_rng(size)
             params = ref.random_caffe_params(rng)
             rgb = images[size]
-            x = (rgb[..., ::-1] - np.array(alexnet_keras.variants.IMAGENET_MEAN_BGR)).transpose(0, 3, 1, 2)
+            x = (rgb[..., ::-1] - np.array(alexnet_keras.variants.IMAGENET_MEAN_BGR)).transpose(
+                0, 3, 1, 2
+            )
             order = "lrn_pool" if variant == "bvlc" else "pool_lrn"
             trace = {}
             want = ref.caffe_forward(x, params, order=order, calibrate=CAFFE_TARGETS, trace=trace)
             got = keras_logits(variant, size, caffe_to_keras(params), rgb)
-            cache[variant, size] = dict(params=params, x=x, rgb=rgb, want=want, got=got, trace=trace)
+            cache[variant, size] = dict(
+                params=params, x=x, rgb=rgb, want=want, got=got, trace=trace
+            )
         return cache[variant, size]
 
     return get
@@ -133,7 +143,9 @@ def chm_case(images):
             want = [ref.cuda_convnet_forward(xs[0], layers, calibrate=CHM_TARGETS, trace=trace)]
             want += [ref.cuda_convnet_forward(x, layers) for x in xs[1:]]
             got = keras_logits("chm2012", size, chm_to_keras(layers), rgb)
-            cache[size] = dict(layers=layers, xs=xs, rgb=rgb, want=np.stack(want), got=got, trace=trace)
+            cache[size] = dict(
+                layers=layers, xs=xs, rgb=rgb, want=np.stack(want), got=got, trace=trace
+            )
         return cache[size]
 
     return get
@@ -166,7 +178,10 @@ def test_chm2012_matches_numpy_cuda_convnet(chm_case, size):
     case = chm_case(size)
     check_activations(case["trace"])
     err = rel_err(case["got"], case["want"])
-    print(f"\nchm2012 @ {size}: max relative logit error vs cuda-convnet float64 reference = {err:.2e}")
+    print(
+        f"\nchm2012 @ {size}: max relative logit error vs cuda-convnet float64 "
+        f"reference = {err:.2e}"
+    )
     assert err <= TOLERANCE
 
 

@@ -1,0 +1,33 @@
+"""The runnable examples: every docstring `>>>` example and the README's Python blocks."""
+
+import doctest
+import importlib
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODULES = [
+    "alexnet_keras",
+    "alexnet_keras.layers",
+    "alexnet_keras.model",
+    "alexnet_keras.preprocessing",
+    "alexnet_keras.summary",
+    "alexnet_keras.weights",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name, monkeypatch, imagenet_dir):
+    monkeypatch.chdir(ROOT)  # examples name ../shared relative to the repository root
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_readme_python_blocks_run(monkeypatch, imagenet_dir):
+    monkeypatch.chdir(ROOT)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks, "the README has no Python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

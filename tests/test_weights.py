@@ -1,0 +1,90 @@
+"""The weights file: metadata, rebuilding from it, atomic writes, broken files."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import alexnet_keras
+from alexnet_keras import weights as W
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One chm2012 model with 7 classes, saved with metadata (uncompiled: ~230 MB)."""
+    model = alexnet_keras.AlexNet(variant="chm2012", classes=7, classifier_activation=None)
+    path = tmp_path_factory.mktemp("w") / "chm.weights.h5"
+    names = [f"class{i}" for i in range(7)]
+    W.save_weights(model, path, variant="chm2012", class_names=names,
+                   source={"format": "test", "sha256": "0" * 64})  # fmt: skip
+    return model, path
+
+
+def test_metadata_is_embedded(saved):
+    _, path = saved
+    meta = W.read_metadata(path)
+    assert meta["variant"] == "chm2012" and meta["classes"] == 7 and meta["input_size"] == 224
+    assert meta["class_names"][3] == "class3"
+    assert meta["preprocessing"]["color_order"] == "RGB"
+    assert meta["source"]["format"] == "test"
+    assert meta["alexnet_keras_version"] == alexnet_keras.__version__
+    assert not list(path.parent.glob(".*tmp*")), "the temporary file was left behind"
+
+
+def test_alexnet_rebuilds_from_the_file_alone(saved, rng):
+    model, path = saved
+    loaded = alexnet_keras.AlexNet(weights=path, classifier_activation=None)
+    assert loaded.name == "alexnet_chm2012" and loaded.output_shape == (None, 7)
+    x = rng.normal(0, 50, (2, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), model.predict_on_batch(x))
+
+
+def test_file_loads_headless_and_at_the_other_size(saved, rng):
+    model, path = saved
+    headless = alexnet_keras.AlexNet(weights=path, include_top=False, input_shape=(227, 227, 3))
+    np.testing.assert_array_equal(
+        headless.get_layer("conv5").get_weights()[0], model.get_layer("conv5").get_weights()[0]
+    )
+    assert headless.output_shape == (None, 6, 6, 256)
+
+
+def test_disagreeing_arguments_are_refused(saved):
+    _, path = saved
+    with pytest.raises(ValueError, match=r"7 classes\. Received: classes=1000"):
+        alexnet_keras.AlexNet(weights=path, classes=1000)
+    with pytest.raises(ValueError, match=r"'chm2012'\. Received: variant='bvlc'"):
+        alexnet_keras.AlexNet(weights=path, variant="bvlc")
+
+
+def test_broken_weights_files(tmp_path):
+    missing = tmp_path / "missing.weights.h5"
+    with pytest.raises(ValueError, match=r"missing\.weights\.h5: no such weights file"):
+        alexnet_keras.AlexNet(weights=missing)
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
+    with pytest.raises(ValueError, match=r"garbage\.weights\.h5: not an HDF5 file"):
+        alexnet_keras.AlexNet(weights=garbage)
+    plain = tmp_path / "plain.weights.h5"
+    with h5py.File(plain, "w") as f:
+        f.create_group("layers")
+    with pytest.raises(
+        ValueError, match=r"plain\.weights\.h5: a weights file without alexnet-keras"
+    ):
+        alexnet_keras.AlexNet(weights=plain)
+    with h5py.File(plain, "a") as f:
+        f.attrs[W.METADATA_KEY] = "{not json"
+    with pytest.raises(ValueError, match=r"plain\.weights\.h5: the alexnet-keras metadata is not"):
+        alexnet_keras.AlexNet(weights=plain)
+    with h5py.File(plain, "a") as f:
+        f.attrs[W.METADATA_KEY] = json.dumps(
+            {"variant": "bvlc", "classes": 1000, "input_size": 227}
+        )
+    with pytest.raises(ValueError, match=r"plain\.weights\.h5: has no weights for layer 'conv1'"):
+        alexnet_keras.AlexNet(weights=plain, include_top=False)
+
+
+def test_save_refuses_wrong_suffix(tmp_path):
+    model = alexnet_keras.AlexNet(include_top=False)
+    with pytest.raises(ValueError, match=r"Received: path="):
+        W.save_weights(model, tmp_path / "model.h5", variant="bvlc")
