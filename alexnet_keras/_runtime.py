@@ -6,7 +6,7 @@ Imported first by `alexnet_keras/__init__.py`; it imports nothing heavy.
 import os
 import sys
 
-__all__ = ["configure_environment", "onednn_requested"]
+__all__ = ["configure_environment"]
 
 
 def configure_environment():
@@ -21,8 +21,3 @@ def configure_environment():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-
-def onednn_requested():
-    """Whether the environment asks TensorFlow for oneDNN kernels."""
-    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") not in ("0", "false", "False")

@@ -90,11 +90,16 @@ def config_roundtrip(layer):
 # ------------------------------------------------------------------------- LRN
 
 
-def test_lrn_hand_computed_value():
+LRN_IMPLEMENTATIONS = ["kernel", "matmul"]
+
+
+@pytest.mark.parametrize("implementation", LRN_IMPLEMENTATIONS)
+def test_lrn_hand_computed_value(implementation):
     # One pixel, 4 channels of 100: the window of channel 0 is clipped to channels 0..2,
     # that of channel 1 to 0..3; the sum is still divided by size=5.
     x = np.full((1, 1, 1, 4), 100.0, np.float32)
-    y = LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(x).numpy()
+    lrn = LocalResponseNormalization(5, 1e-4, 0.75, 1.0, implementation=implementation)
+    y = lrn(x).numpy()
     assert y[0, 0, 0, 0] == pytest.approx(100 / (1 + 1e-4 / 5 * 3e4) ** 0.75, rel=1e-6)
     assert y[0, 0, 0, 1] == pytest.approx(100 / (1 + 1e-4 / 5 * 4e4) ** 0.75, rel=1e-6)
 
@@ -102,9 +107,11 @@ def test_lrn_hand_computed_value():
 @pytest.mark.parametrize(
     "size,alpha,beta,bias", [(5, 1e-4, 0.75, 1.0), (5, 1e-4, 0.75, 2.0), (3, 1e-3, 0.5, 1.5)]
 )
-def test_lrn_matches_numpy_caffe_loop(rng, size, alpha, beta, bias):
+@pytest.mark.parametrize("implementation", LRN_IMPLEMENTATIONS)
+def test_lrn_matches_numpy_caffe_loop(rng, size, alpha, beta, bias, implementation):
     x = rng.normal(0, 60, (2, 5, 5, 16))
-    y = LocalResponseNormalization(size, alpha, beta, bias)(x.astype(np.float32)).numpy()
+    lrn = LocalResponseNormalization(size, alpha, beta, bias, implementation=implementation)
+    y = lrn(x.astype(np.float32)).numpy()
     want = nhwc_caffe_lrn(x, size=size, alpha=alpha, beta=beta, k=bias)
     assert np.mean(np.abs(want / x)) < 0.95  # the normaliser really bites
     np.testing.assert_allclose(y, want, rtol=2e-6, atol=1e-4)
@@ -112,20 +119,24 @@ def test_lrn_matches_numpy_caffe_loop(rng, size, alpha, beta, bias):
 
 def test_lrn_equals_tf_kernel_with_mapped_arguments(rng):
     x = rng.normal(0, 60, (2, 4, 4, 32)).astype(np.float32)
-    y = LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(x)
     tf_y = tf.nn.local_response_normalization(
         x, depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75
     )
+    y = LocalResponseNormalization(5, 1e-4, 0.75, 1.0, implementation="kernel")(x)
     np.testing.assert_array_equal(y.numpy(), tf_y.numpy())
+    y = LocalResponseNormalization(5, 1e-4, 0.75, 1.0, implementation="matmul")(x)
+    np.testing.assert_allclose(y.numpy(), tf_y.numpy(), rtol=1e-6, atol=1e-5)
     unmapped = tf.nn.local_response_normalization(
         x, depth_radius=2, bias=1.0, alpha=1e-4, beta=0.75
     )
     assert np.max(np.abs(unmapped.numpy() - y.numpy())) > 1.0  # alpha/size matters
 
 
-def test_lrn_groups_never_cross_the_group_boundary(rng):
+@pytest.mark.parametrize("implementation", LRN_IMPLEMENTATIONS)
+def test_lrn_groups_never_cross_the_group_boundary(rng, implementation):
     x = rng.normal(0, 60, (2, 3, 3, 12))
-    y = LocalResponseNormalization(5, 1e-4, 0.75, 2.0, groups=2)(x.astype(np.float32)).numpy()
+    lrn = LocalResponseNormalization(5, 1e-4, 0.75, 2.0, groups=2, implementation=implementation)
+    y = lrn(x.astype(np.float32)).numpy()
     halves = [
         np.stack([ref.cc_cmrnorm(img.transpose(2, 0, 1), 5, 1e-4, 0.75, 2.0) for img in part])
         for part in (x[..., :6], x[..., 6:])
@@ -136,10 +147,11 @@ def test_lrn_groups_never_cross_the_group_boundary(rng):
     assert np.max(np.abs(whole - want)) > 1e-2  # the boundary changes the result
 
 
-def test_lrn_gradient_matches_numeric_gradient_of_reference(rng):
+@pytest.mark.parametrize("implementation", LRN_IMPLEMENTATIONS)
+def test_lrn_gradient_matches_numeric_gradient_of_reference(rng, implementation):
     x = rng.normal(0, 60, (1, 3, 3, 8))
     r = rng.normal(size=x.shape)
-    layer = LocalResponseNormalization(5, 1e-4, 0.75, 2.0, groups=2)
+    layer = LocalResponseNormalization(5, 1e-4, 0.75, 2.0, groups=2, implementation=implementation)
     grad = input_gradient(layer, x, r)
 
     def f(v):
@@ -159,6 +171,7 @@ def test_lrn_serialization(rng, tmp_path):
     layer = LocalResponseNormalization(size=3, alpha=2e-4, beta=0.5, bias=2.0, groups=2)
     clone = config_roundtrip(layer)
     assert (clone.size, clone.alpha, clone.beta, clone.bias, clone.groups) == (3, 2e-4, 0.5, 2.0, 2)
+    assert clone.implementation == "auto" and clone.resolved_implementation == "matmul"
     roundtrip_keras_file(layer, rng.normal(0, 50, (2, 4, 4, 6)).astype(np.float32), tmp_path)
 
 
@@ -168,14 +181,20 @@ def test_lrn_rejects_bad_size(size):
         LocalResponseNormalization(size=size)
 
 
+def test_lrn_rejects_unknown_implementation():
+    with pytest.raises(ValueError, match=r"Received: implementation='cudnn'"):
+        LocalResponseNormalization(implementation="cudnn")
+
+
 def test_lrn_rejects_groups_that_do_not_divide_channels():
     with pytest.raises(ValueError, match=r"Received: input channels=5"):
         LocalResponseNormalization(groups=2)(np.zeros((1, 2, 2, 5), np.float32))
 
 
-def test_lrn_mixed_precision_keeps_the_input_dtype(rng):
+@pytest.mark.parametrize("implementation", LRN_IMPLEMENTATIONS)
+def test_lrn_mixed_precision_keeps_the_input_dtype(rng, implementation):
     x = rng.normal(0, 60, (1, 2, 2, 8)).astype(np.float32)
-    y = LocalResponseNormalization(dtype="mixed_bfloat16")(x)
+    y = LocalResponseNormalization(dtype="mixed_bfloat16", implementation=implementation)(x)
     assert y.dtype == tf.bfloat16
     want = LocalResponseNormalization()(tf.cast(tf.cast(x, tf.bfloat16), tf.float32))
     np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), want.numpy(), rtol=1e-2, atol=0.5)

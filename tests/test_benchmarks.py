@@ -1,0 +1,21 @@
+"""The benchmark scripts run (tiny settings; timings are never asserted)."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_model.py"
+
+
+@pytest.mark.slow
+def test_bench_model_runs(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_model", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "bench.json"
+    argv = ["--batch", "2", "--rounds", "1", "--steps", "1", "--warmup", "1"]
+    assert module.main([*argv, "--only", "keras,keras-stock", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "GMAC forward" in printed and "keras-stock" in printed
+    assert out.exists()
