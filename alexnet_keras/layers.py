@@ -71,17 +71,15 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Two implementations compute the same values (within float32 rounding):
 
-    - `"kernel"`: TensorFlow's fused LRN op, called as above (per group). On
-      GPU it is cuDNN's LRN.
+    - `"kernel"` (default): TensorFlow's fused LRN op, called as above (per
+      group); cuDNN's LRN on GPU.
     - `"matmul"`: the window sums of all channels as one matrix product of the
       squares with a 0/1 band matrix (block-diagonal for `groups`), then
-      `d**-0.75` as `rsqrt(d) * sqrt(rsqrt(d))`. TF's CPU LRN kernel also sums
-      with a band matrix, but raises to the power with `exp(log(d) * -beta)`
-      and has a slow gradient kernel; on the AlexNet conv1 tensor
-      `(64, 55, 55, 96)` this path trains 1.9x faster (fwd+bwd 265 vs 505 ms,
-      `benchmarks/README.md`).
-
-    `"auto"` takes `"kernel"` where a GPU is visible and `"matmul"` otherwise.
+      `d**-0.75` as `rsqrt(d) * sqrt(rsqrt(d))` instead of `exp(log(d) * -beta)`.
+      On its own it runs forward+backward of the AlexNet conv1 tensor
+      `(64, 55, 55, 96)` 1.9x faster on CPU than TF's LRN and LRNGrad kernels,
+      but in the whole AlexNet the difference is lost in the noise (train
+      0.99x, inference 1.03x; `benchmarks/README.md`).
 
     With `groups=g` the channels are split into `g` equal blocks and the window
     never crosses a block boundary: this is the 2012 two-GPU network, where each
@@ -93,7 +91,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         beta: exponent.
         bias: additive constant (Caffe `k`, cuda-convnet `minDiv`).
         groups: number of channel blocks that are normalised separately.
-        implementation: `"auto"`, `"kernel"` or `"matmul"` (see above).
+        implementation: `"kernel"` or `"matmul"` (see above).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Example:
@@ -106,10 +104,10 @@ class LocalResponseNormalization(keras.layers.Layer):
     70.2927
     """
 
-    _IMPLEMENTATIONS = ("auto", "kernel", "matmul")
+    _IMPLEMENTATIONS = ("kernel", "matmul")
 
     def __init__(
-        self, size=5, alpha=1e-4, beta=0.75, bias=1.0, groups=1, implementation="auto", **kwargs
+        self, size=5, alpha=1e-4, beta=0.75, bias=1.0, groups=1, implementation="kernel", **kwargs
     ):
         super().__init__(**kwargs)
         _check_positive_odd("size", size)
@@ -135,13 +133,6 @@ class LocalResponseNormalization(keras.layers.Layer):
         self._band = (near & (block[:, None] == block[None, :])).astype(np.float32)
         self.built = True
 
-    @property
-    def resolved_implementation(self):
-        """The path `call` takes: `"kernel"` or `"matmul"`."""
-        if self.implementation != "auto":
-            return self.implementation
-        return "kernel" if tf.config.list_physical_devices("GPU") else "matmul"
-
     def _kernel_normalize(self, x):
         return tf.nn.local_response_normalization(
             x,
@@ -164,7 +155,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         x, dtype = _as_float32(inputs)
-        if self.resolved_implementation == "matmul":
+        if self.implementation == "matmul":
             y = self._matmul_normalize(x)
         elif self.groups == 1:
             y = self._kernel_normalize(x)

@@ -2,13 +2,13 @@
 
 Measures `bvlc` at 227, batch 64 by default, on the current device, for:
 
-- `keras`: `AlexNet(...)` as shipped: `GroupedConv2D` and `LocalResponseNormalization`
-  with implementation "auto" (on CPU: split grouped convs, matmul LRN);
+- `keras`: `AlexNet(...)` as shipped: `GroupedConv2D` (implementation "auto": split
+  grouped convs) and `LocalResponseNormalization` (TF's fused LRN kernel);
 - `keras-native`: the same graph with `GroupedConv2D(implementation="native")`
   (one grouped `tf.nn.conv2d`; needs oneDNN on CPU);
 - `keras-stock`: the same graph with stock `keras.layers.Conv2D(groups=2)`;
-- `keras-lrnkernel`: the shipped graph with `LocalResponseNormalization(implementation="kernel")`
-  (TF's fused LRN op, which "auto" uses only on GPU);
+- `keras-lrnmatmul`: the shipped graph with `LocalResponseNormalization(implementation="matmul")`
+  (band-matrix window sums, rsqrt powers);
 - `torch-eager` and `torch-compile`: a PyTorch model of the same network with
   Caffe semantics (`LocalResponseNorm(5, 1e-4, 0.75, 1)`, ceil-mode pooling), when
   the `bench` extra (torch) is installed.
@@ -72,9 +72,9 @@ def keras_model(kind):
 
     def swap(layer):
         config = layer.get_config()
-        if kind == "lrnkernel" and isinstance(layer, LocalResponseNormalization):
-            return LocalResponseNormalization.from_config({**config, "implementation": "kernel"})
-        if not isinstance(layer, GroupedConv2D) or kind == "lrnkernel":
+        if kind == "lrnmatmul" and isinstance(layer, LocalResponseNormalization):
+            return LocalResponseNormalization.from_config({**config, "implementation": "matmul"})
+        if not isinstance(layer, GroupedConv2D) or kind == "lrnmatmul":
             return layer.__class__.from_config(config)
         if kind == "native":
             return GroupedConv2D.from_config({**config, "implementation": "native"})
@@ -248,7 +248,7 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation")
     parser.add_argument(
         "--only",
-        default="keras,keras-native,keras-stock,keras-lrnkernel,torch-eager,torch-compile",
+        default="keras,keras-native,keras-stock,keras-lrnmatmul,torch-eager,torch-compile",
         help="comma-separated implementations",
     )
     parser.add_argument("--json", help="also write the results here")
@@ -322,7 +322,7 @@ def main(argv=None):
             "torch-compile",
             "keras-stock",
             "keras-native",
-            "keras-lrnkernel",
+            "keras-lrnmatmul",
         ):
             if other in results:
                 train_ratio = ours["train_img_s"] / results[other]["train_img_s"]
