@@ -1,0 +1,1 @@
+"""Package data: the ImageNet class list."""
