@@ -27,6 +27,11 @@ def _check_positive_odd(name, value):
         raise ValueError(f"`{name}` must be a positive odd integer. Received: {name}={value!r}")
 
 
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
 def _check_groups(groups):
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"`groups` must be a positive integer. Received: groups={groups!r}")
@@ -79,7 +84,7 @@ class LocalResponseNormalization(keras.layers.Layer):
       On its own it runs forward+backward of the AlexNet conv1 tensor
       `(64, 55, 55, 96)` 1.9x faster on CPU than TF's LRN and LRNGrad kernels,
       but in the whole AlexNet the difference is lost in the noise (train
-      0.99x, inference 1.03x; `benchmarks/README.md`).
+      0.90-0.99x, inference 1.03x; `benchmarks/README.md`).
 
     With `groups=g` the channels are split into `g` equal blocks and the window
     never crosses a block boundary: this is the 2012 two-GPU network, where each
@@ -112,11 +117,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         _check_positive_odd("size", size)
         _check_groups(groups)
-        if implementation not in self._IMPLEMENTATIONS:
-            raise ValueError(
-                f"`implementation` must be one of {self._IMPLEMENTATIONS}. "
-                f"Received: implementation={implementation!r}"
-            )
+        _check_choice("implementation", implementation, self._IMPLEMENTATIONS)
         self.size = size
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -127,10 +128,11 @@ class LocalResponseNormalization(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         _channels_divisible(self, channels)
-        index = np.arange(channels)
-        block = index // (channels // self.groups)
-        near = np.abs(index[:, None] - index[None, :]) <= (self.size - 1) // 2
-        self._band = (near & (block[:, None] == block[None, :])).astype(np.float32)
+        if self.implementation == "matmul":
+            index = np.arange(channels)
+            block = index // (channels // self.groups)
+            near = np.abs(index[:, None] - index[None, :]) <= (self.size - 1) // 2
+            self._band = (near & (block[:, None] == block[None, :])).astype(np.float32)
         self.built = True
 
     def _kernel_normalize(self, x):
@@ -291,11 +293,7 @@ class GroupedConv2D(keras.layers.Conv2D):
     _IMPLEMENTATIONS = ("auto", "split", "native")
 
     def __init__(self, filters, kernel_size, groups=1, implementation="auto", **kwargs):
-        if implementation not in self._IMPLEMENTATIONS:
-            raise ValueError(
-                f"`implementation` must be one of {self._IMPLEMENTATIONS}. "
-                f"Received: implementation={implementation!r}"
-            )
+        _check_choice("implementation", implementation, self._IMPLEMENTATIONS)
         _check_groups(groups)
         if kwargs.get("data_format", "channels_last") != "channels_last":
             raise ValueError(

@@ -17,7 +17,7 @@ The implementations run in alternation, round after round, in this one process,
 so machine noise spreads over all of them; the figures are medians over rounds
 and steps. A large float32 matmul, timed in the same run, gives the machine's
 peak; AlexNet counts as 0.724 GMAC forward per 227 image (computed from the
-layers below), i.e. 1.45 GFLOP per inference image and 3 x 1.45 - 0.21 = 4.13
+layers below), i.e. 1.45 GFLOP per inference image and 3 x 1.45 - 0.21 = 4.14
 GFLOP per training image (no input gradient for conv1).
 
 Usage:
@@ -44,7 +44,6 @@ import tensorflow as tf  # noqa: E402
 from alexnet_keras import AlexNet  # noqa: E402
 from alexnet_keras.layers import GroupedConv2D, LocalResponseNormalization  # noqa: E402
 
-GMAC_FORWARD = 0.724
 SIZE = 227
 CLASSES = 1000
 
