@@ -1,10 +1,11 @@
 """`AlexNet(...)`: the functional graph, built from a variant spec."""
 
-import math
+import os
 
 import keras
 
 from alexnet_keras import variants as V
+from alexnet_keras.geometry import conv_geometry, conv_padding, pool_geometry
 from alexnet_keras.layers import (
     GroupedConv2D,
     LocalResponseNormalization,
@@ -53,9 +54,12 @@ def AlexNet(
 
     Args:
         include_top: whether to include fc6..fc8.
-        weights: `None` (random initialisation) or the path of a
-            `.weights.h5` written by `alexnet-keras convert` or by training.
-            The file's metadata sets the variant, classes and input size.
+        weights: `None` (random initialisation), the path of a
+            `.weights.h5` written by `alexnet-keras convert` or by training,
+            or a release name from the registry (`"bvlc_alexnet"`,
+            `"bvlc_reference_caffenet"`): its converted file in the cache,
+            or else the release downloaded, verified and converted. The
+            file's metadata sets the variant, classes and input size.
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: `(H, W, 3)`; defaults to the variant's size (227 or 224).
             With `include_top` the input must give a 6x6 pool5 (224..227 do).
@@ -78,7 +82,8 @@ def AlexNet(
     >>> model.count_params(), model.input_shape
     (60965224, (None, 224, 224, 3))
     """
-    meta = _read_weights_metadata(weights)
+    weights = _resolve_weights(weights)
+    meta = None if weights is None else _read_weights_metadata(weights)
     if meta is not None:
         if variant is not None and variant != meta["variant"]:
             raise ValueError(
@@ -128,14 +133,24 @@ def AlexNet(
     return model
 
 
-def _read_weights_metadata(weights):
+def _resolve_weights(weights):
+    """A release name becomes the path of its converted file (converting it if needed)."""
     if weights is None:
         return None
     if not isinstance(weights, (str, bytes)) and not hasattr(weights, "__fspath__"):
         raise ValueError(
-            "`weights` must be None or the path of a .weights.h5 file. "
+            "`weights` must be None, a release name or the path of a .weights.h5 file. "
             f"Received: weights={weights!r}"
         )
+    from alexnet_keras import registry
+
+    if isinstance(weights, str) and not os.path.exists(weights):
+        if weights in registry.release_names():
+            return registry.resolve(weights)
+    return weights
+
+
+def _read_weights_metadata(weights):
     from alexnet_keras.weights import read_metadata
 
     return read_metadata(weights)
@@ -171,51 +186,13 @@ def _too_small(op, size):
     )
 
 
-def _conv_geometry(size, conv, rounding):
-    """Output size and (before, after) zero padding of one spatial dimension."""
-    span = size + 2 * conv.pad - conv.kernel
-    if span < 0:
-        return None, None
-    steps = span // conv.stride if rounding == "floor" else math.ceil(span / conv.stride)
-    out = steps + 1
-    # cuda-convnet reads the pixels past the edge as zeros (ceil); Caffe never
-    # reaches them (floor), so its "extra" is negative and the pixels are unused.
-    extra = max(0, (out - 1) * conv.stride + conv.kernel - (size + 2 * conv.pad))
-    return out, (conv.pad, conv.pad + extra)
-
-
-def _pool_geometry(size, pool):
-    """Caffe/cuda-convnet ceil-mode pooling: output size and the Keras padding."""
-    if size < pool.size:
-        return None, None
-    out = math.ceil((size - pool.size) / pool.stride) + 1
-    if (out - 1) * pool.stride >= size:  # Caffe: the last window must start inside
-        out -= 1
-    if (out - 1) * pool.stride + pool.size <= size:
-        return out, "valid"
-    # TF's SAME pooling ignores padded pixels, like Caffe's clipped window; for
-    # these sizes it puts all padding at the bottom/right and gives `out` rows.
-    same_total = (math.ceil(size / pool.stride) - 1) * pool.stride + pool.size - size
-    if math.ceil(size / pool.stride) != out or same_total // 2 != 0:
-        raise ValueError(f"'{pool.name}' cannot pool {size} pixels in ceil mode. Received: {size}")
-    return out, "same"
-
-
 def _conv_layer(conv, rounding, x, size):
-    geo = [_conv_geometry(s, conv, rounding) for s in size]
+    geo = [conv_geometry(s, conv, rounding) for s in size]
     if any(g[0] is None for g in geo):
         raise _too_small(conv, size)
-    pads = tuple(g[1] for g in geo)
-    if (
-        conv.stride == 1
-        and all(p == (conv.pad, conv.pad) for p in pads)
-        and (conv.pad == (conv.kernel - 1) // 2)
-    ):
-        padding = "same"
-    else:
-        padding = "valid"
-        if any(p != (0, 0) for p in pads):
-            x = keras.layers.ZeroPadding2D(pads, name=f"{conv.name}_pad")(x)
+    padding, pads = conv_padding(conv, rounding, size)
+    if pads is not None:
+        x = keras.layers.ZeroPadding2D(pads, name=f"{conv.name}_pad")(x)
     kwargs = dict(strides=conv.stride, padding=padding, name=conv.name)
     if conv.groups > 1:
         layer = GroupedConv2D(conv.filters, conv.kernel, groups=conv.groups, **kwargs)
@@ -237,7 +214,7 @@ def _features(x, spec, size):
         elif isinstance(op, V.SpatialNorm):
             x = SpatialResponseNormalization(op.size, op.alpha, op.beta, op.bias, name=op.name)(x)
         elif isinstance(op, V.MaxPool):
-            geo = [_pool_geometry(s, op) for s in size]
+            geo = [pool_geometry(s, op) for s in size]
             if any(g[0] is None or g[0] < 1 for g in geo):
                 raise _too_small(op, size)
             padding = "same" if "same" in (geo[0][1], geo[1][1]) else "valid"

@@ -88,3 +88,54 @@ def test_save_refuses_wrong_suffix(tmp_path):
     model = alexnet_keras.AlexNet(include_top=False)
     with pytest.raises(ValueError, match=r"Received: path="):
         W.save_weights(model, tmp_path / "model.h5", variant="bvlc")
+
+
+def _h5_layout(path):
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+
+        def visit(name, obj):
+            shape = getattr(obj, "shape", None)
+            dtype = str(obj.dtype) if shape is not None else None
+            attrs = {k: v for k, v in obj.attrs.items() if k != "alexnet_keras"}
+            out[name] = (shape, dtype, attrs)
+
+        f.visititems(visit)
+    return out
+
+
+@pytest.mark.parametrize(
+    "variant,size", [("bvlc", 227), ("caffenet", 224), ("chm2012", 224), ("chm2012", 227)]
+)
+def test_layer_plan_and_write_arrays_match_keras(variant, size, tmp_path):
+    """The converters write the file without Keras; it must be exactly what Keras writes."""
+    from alexnet_keras.geometry import layer_plan
+
+    model = alexnet_keras.AlexNet(variant=variant, input_shape=(size, size, 3), classes=10)
+    plan = layer_plan(variant, size, classes=10)
+    assert [(p.name, p.keras_class, p.weight_shapes) for p in plan] == [
+        (layer.name, type(layer).__name__, tuple(tuple(w.shape) for w in layer.weights))
+        for layer in model.layers
+    ]
+    rng = np.random.default_rng(0)
+    arrays = {
+        p.name: [rng.standard_normal(s).astype(np.float32) for s in p.weight_shapes]
+        for p in plan
+        if p.weight_shapes
+    }
+    for name, values in arrays.items():
+        model.get_layer(name).set_weights(values)
+    keras_path = alexnet_keras.weights.save_weights(
+        model, tmp_path / "k.weights.h5", variant=variant
+    )
+    ours = alexnet_keras.weights.write_arrays(
+        tmp_path / "o.weights.h5", arrays, variant=variant, input_size=size
+    )
+    assert _h5_layout(ours) == _h5_layout(keras_path)
+    other = alexnet_keras.AlexNet(variant=variant, input_shape=(size, size, 3), classes=10)
+    other.load_weights(ours)  # Keras' own loader
+    for name, values in arrays.items():
+        for got, want in zip(other.get_layer(name).get_weights(), values, strict=False):
+            np.testing.assert_array_equal(got, want)
