@@ -1,0 +1,1 @@
+"""Readers for legacy AlexNet weight formats; they import no Keras."""
