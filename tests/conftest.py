@@ -38,3 +38,26 @@ def imagenet_images(imagenet_dir):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def _loopback():
+    from tests import loopback
+
+    server, thread = loopback.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def server(_loopback, monkeypatch):
+    """A loopback HTTP server serving as `ALEXNET_KERAS_MIRROR`; fresh routes and counts."""
+    _loopback.routes.clear()
+    _loopback.requests.clear()
+    _loopback.url = f"http://127.0.0.1:{_loopback.server_address[1]}/mirror"
+    monkeypatch.setenv("ALEXNET_KERAS_MIRROR", _loopback.url + "/")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return _loopback

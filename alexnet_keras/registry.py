@@ -1,0 +1,380 @@
+"""The known weight releases, the local cache, and verified downloads.
+
+The releases are data: `alexnet_keras/data/manifest.json` (a copy of the
+repository's `weights/manifest.json`) lists each release's files with their
+URL, size and checksums, the variant, the preprocessing and the published
+accuracy. The cache is `$ALEXNET_KERAS_HOME` or `~/.keras/models/alexnet_keras`:
+converted weights live at `<cache>/<release>-<sha256[:8]>.weights.h5`, source
+files at `<cache>/downloads/<filename>`.
+
+Downloads are written to a temporary file in the target folder and renamed
+only once their size and checksum verify, so a failed or tampered transfer
+never leaves a file under the final name. Set `ALEXNET_KERAS_MIRROR` to a base
+URL to fetch `<mirror>/<filename>` instead of the published URL.
+
+This module imports neither Keras nor TensorFlow.
+"""
+
+import functools
+import hashlib
+import http.client
+import importlib.resources
+import json
+import os
+import pathlib
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
+
+__all__ = [
+    "OfflineError",
+    "UnverifiedDownloadWarning",
+    "cache_dir",
+    "converted_name",
+    "converted_path",
+    "download",
+    "file_digests",
+    "get_release",
+    "identify",
+    "manifest",
+    "release_names",
+    "resolve",
+]
+
+_CHUNK = 1 << 20
+_PROGRESS_INTERVAL_S = 0.25
+
+
+class OfflineError(ValueError):
+    """A release is not cached and its URL could not be reached."""
+
+
+class UnverifiedDownloadWarning(UserWarning):
+    """A file was accepted without a checksum: none has been published for it."""
+
+
+def cache_dir() -> pathlib.Path:
+    """Returns the cache folder: `$ALEXNET_KERAS_HOME` or `~/.keras/models/alexnet_keras`."""
+    home = os.environ.get("ALEXNET_KERAS_HOME")
+    if home:
+        return pathlib.Path(home).expanduser()
+    return pathlib.Path.home() / ".keras" / "models" / "alexnet_keras"
+
+
+@functools.cache
+def manifest() -> dict:
+    """Returns the parsed package manifest (`{"format_version": 1, "releases": {...}}`).
+
+    The dict is shared between calls: do not modify it.
+    """
+    text = (
+        importlib.resources.files("alexnet_keras").joinpath("data/manifest.json").read_text("utf-8")
+    )
+    return json.loads(text)
+
+
+def release_names() -> list:
+    """Returns the names of the known releases, sorted.
+
+    Example:
+
+    >>> from alexnet_keras import registry
+    >>> registry.release_names()
+    ['bvlc_alexnet', 'bvlc_reference_caffenet']
+    """
+    return sorted(manifest()["releases"])
+
+
+def get_release(name: str) -> dict:
+    """Returns the manifest entry of release `name`.
+
+    Raises:
+        ValueError: if `name` is not a known release.
+
+    Example:
+
+    >>> from alexnet_keras import registry
+    >>> entry = registry.get_release("bvlc_alexnet")
+    >>> entry["variant"], entry["accuracy"]["top1"], entry["files"][0]["format"]
+    ('bvlc', 57.1, 'caffemodel')
+    """
+    releases = manifest()["releases"]
+    if name not in releases:
+        known = ", ".join(sorted(releases))
+        raise ValueError(f"Unknown weights release; known: {known}. Received: name={name!r}")
+    return releases[name]
+
+
+def file_digests(path) -> dict:
+    """Returns `{"sha1", "sha256", "size"}` of a file, read once in 1 MiB chunks.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from alexnet_keras import registry
+    >>> path = os.path.join(tempfile.mkdtemp(), "abc.bin")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> d = registry.file_digests(path)
+    >>> d["size"], d["sha1"][:8], d["sha256"][:8]
+    (3, 'a9993e36', 'ba7816bf')
+    """
+    sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha1.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return {"sha1": sha1.hexdigest(), "sha256": sha256.hexdigest(), "size": size}
+
+
+def _check_key(file_entry):
+    """The digest a file is verified by: sha256 when published, else sha1, else None."""
+    for key in ("sha256", "sha1"):
+        if file_entry.get(key):
+            return key
+    return None
+
+
+def identify(digests: dict):
+    """Returns `(release_name, file_entry)` of the known file with these digests, or None.
+
+    Files are compared by sha256 where the manifest has one, else by sha1.
+
+    Example:
+
+    >>> from alexnet_keras import registry
+    >>> name, f = registry.identify({"sha1": "9116a64c0fbe4459d18f4bb6b56d647b63920377"})
+    >>> name, f["filename"]
+    ('bvlc_alexnet', 'bvlc_alexnet.caffemodel')
+    >>> registry.identify({"sha1": "0" * 40, "sha256": "0" * 64}) is None
+    True
+    """
+    for name, entry in manifest()["releases"].items():
+        for file_entry in entry["files"]:
+            # The strongest digest both sides have: sha256 where published, else sha1.
+            key = next(
+                (k for k in ("sha256", "sha1") if file_entry.get(k) and digests.get(k)), None
+            )
+            if key and digests[key] == file_entry[key]:
+                return name, file_entry
+    return None
+
+
+def converted_name(name: str, sha256: str) -> pathlib.Path:
+    """Returns `<cache>/<name>-<sha256[:8]>.weights.h5`, where `convert` writes a release.
+
+    Example:
+
+    >>> from alexnet_keras import registry
+    >>> registry.converted_name("bvlc_alexnet", "4bff209a9837298157915ef50a4831a5").name
+    'bvlc_alexnet-4bff209a.weights.h5'
+    """
+    if not re.fullmatch(r"[0-9a-f]{8,}", sha256 or ""):
+        raise ValueError(f"Expected a hex sha256 digest. Received: sha256={sha256!r}")
+    return cache_dir() / f"{name}-{sha256[:8]}.weights.h5"
+
+
+def converted_path(name: str):
+    """Returns the newest `<cache>/<name>-<8 hex>.weights.h5`, or None if there is none."""
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{8}\.weights\.h5")
+    folder = cache_dir()
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _pick_file(name, entry, fmt):
+    formats = [f["format"] for f in entry["files"]]
+    # The caffemodel is the primary release: the file whose checksum BVLC published.
+    want = fmt or ("caffemodel" if "caffemodel" in formats else formats[0])
+    for file_entry in entry["files"]:
+        if file_entry["format"] == want:
+            return file_entry
+    raise ValueError(
+        f"Release {name} has no {want!r} file; it has {formats}. Received: fmt={fmt!r}"
+    )
+
+
+def _mismatch(file_entry, digests):
+    """Returns what is wrong with `digests` for `file_entry`, or None if they verify."""
+    size = file_entry.get("size")
+    if size is not None and digests["size"] != size:
+        kind = "truncated transfer" if digests["size"] < size else "size mismatch"
+        return f"{kind}: expected {size} bytes. Received: {digests['size']} bytes"
+    key = _check_key(file_entry)
+    if key and digests[key] != file_entry[key]:
+        return f"{key} mismatch: expected {file_entry[key]}. Received: {digests[key]}"
+    return None
+
+
+def _check_file(path, file_entry, digests=None):
+    """Returns what is wrong with the file at `path`, or None (warning if it has no checksum)."""
+    problem = _mismatch(file_entry, digests or file_digests(path))
+    if problem is None and not _check_key(file_entry):
+        warnings.warn(
+            f"{path}: accepted without a checksum check (none is published for this file)",
+            UnverifiedDownloadWarning,
+            stacklevel=3,
+        )
+    return problem
+
+
+class _Progress:
+    """One self-overwriting stderr line, redrawn at most every 0.25 s."""
+
+    def __init__(self, label, total, enabled):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.start = self.last = time.monotonic()
+
+    def update(self, done, final=False):
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.last < _PROGRESS_INTERVAL_S):
+            return
+        self.last = now
+        rate = done / 1e6 / max(now - self.start, 1e-6)
+        total = f"/{self.total / 1e6:.1f}" if self.total else ""
+        end = "\n" if final else ""
+        sys.stderr.write(f"\r{self.label}: {done / 1e6:.1f}{total} MB, {rate:.1f} MB/s{end}")
+        sys.stderr.flush()
+
+
+def _fetch(response, url, tmp, label, progress):
+    """Streams an open `response` into `tmp`; returns (digests, Content-Length or None)."""
+    length = response.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    bar = _Progress(label, length, progress)
+    sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
+    try:
+        while True:
+            # read(n) returns b"" when the server closes early, with no error: the
+            # caller's byte count against Content-Length is what catches that.
+            try:
+                chunk = response.read(_CHUNK)
+            except (http.client.IncompleteRead, OSError) as e:
+                raise ValueError(
+                    f"{url}: truncated transfer after {size} bytes ({type(e).__name__}); "
+                    "the partial download was deleted"
+                ) from None
+            if not chunk:
+                break
+            tmp.write(chunk)
+            sha1.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+            bar.update(size)
+    finally:
+        # End the progress line even on failure, so an error message starts clean.
+        bar.update(size, final=True)
+    return {"sha1": sha1.hexdigest(), "sha256": sha256.hexdigest(), "size": size}, length
+
+
+def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Path:
+    """Returns the path of a verified source file of release `name`, downloading it if needed.
+
+    Args:
+        name: a release name, e.g. `"bvlc_alexnet"`.
+        fmt: the file format (`"caffemodel"`, `"npy"`); default: the caffemodel.
+        dest_dir: the folder; default `<cache>/downloads`.
+        progress: draw a progress line on stderr.
+
+    Returns:
+        `dest_dir/<filename>`. A file already there is reused if it verifies.
+        A file with no published checksum is accepted with an
+        `UnverifiedDownloadWarning`.
+
+    Raises:
+        ValueError: on a truncated transfer or a size or checksum mismatch; the
+            message names the URL, the expected and the received value.
+        OfflineError: if the URL cannot be reached; the message says what to
+            download and where to put it.
+
+    Example (needs the network; ~233 MB):
+
+    >>> registry.download("bvlc_alexnet")  # doctest: +SKIP
+    PosixPath('/home/me/.keras/models/alexnet_keras/downloads/bvlc_alexnet.caffemodel')
+    """
+    file_entry = _pick_file(name, get_release(name), fmt)
+    filename = file_entry["filename"]
+    folder = pathlib.Path(dest_dir) if dest_dir is not None else cache_dir() / "downloads"
+    target = folder / filename
+    # None: there and verified; False: absent; a string: what is wrong with it.
+    stale = target.is_file() and _check_file(target, file_entry)
+    if stale is None:
+        return target
+    mirror = os.environ.get("ALEXNET_KERAS_MIRROR")
+    url = f"{mirror.rstrip('/')}/{filename}" if mirror else file_entry["url"]
+    try:
+        response = urllib.request.urlopen(url, timeout=30)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        # HTTPError's str() carries the status code; its .reason does not.
+        reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
+        sha1 = file_entry.get("sha1")
+        check = f"sha1 {sha1}" if sha1 else "no published checksum"
+        there = f" (the file there now fails: {stale})" if stale else ""
+        raise OfflineError(
+            f"{name} is not in the cache and could not be downloaded ({url}: {reason}). "
+            f"Download {file_entry['url']} ({check}) and run "
+            f"`alexnet-keras convert {filename}`, or put it at {target}{there}."
+        ) from None
+    with response:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(
+            dir=folder, prefix=f".{filename}.", suffix=".part", delete=False
+        )
+        try:
+            with tmp:
+                digests, length = _fetch(response, url, tmp, filename, progress)
+            if length is not None and digests["size"] < length:
+                problem = f"truncated transfer: received {digests['size']} of {length} bytes"
+            else:
+                problem = _check_file(target, file_entry, digests)
+            if problem:
+                raise ValueError(f"{url}: {problem}; the partial download was deleted")
+            os.replace(tmp.name, target)
+        except BaseException:
+            pathlib.Path(tmp.name).unlink(missing_ok=True)
+            raise
+    return target
+
+
+def resolve(name: str, *, fmt=None, progress=True, convert=None) -> pathlib.Path:
+    """Returns the path of release `name`'s converted `.weights.h5`, making it if needed.
+
+    Uses, in order: the converted file in the cache; a verified source file
+    already in `<cache>/downloads` (any listed format, the caffemodel first);
+    a fresh download. A source file is passed to `convert(path)`, which
+    returns the written path (or an object with an `output` attribute).
+
+    Args:
+        name: a release name.
+        fmt: restrict the source files to this format.
+        progress: draw a download progress line on stderr.
+        convert: the converter; default
+            `alexnet_keras.converters.convert.convert_file`.
+
+    Example (needs the network, or the source file in the cache):
+
+    >>> registry.resolve("bvlc_alexnet").name  # doctest: +SKIP
+    'bvlc_alexnet-4bff209a.weights.h5'
+    """
+    entry = get_release(name)
+    existing = converted_path(name)
+    if existing is not None:
+        return existing
+    # Any verified source already downloaded saves the network; the caffemodel first.
+    files = sorted(entry["files"], key=lambda f: f["format"] != "caffemodel")
+    present = [
+        (cache_dir() / "downloads" / f["filename"], f) for f in files if fmt in (None, f["format"])
+    ]
+    source = next((p for p, f in present if p.is_file() and not _check_file(p, f)), None)
+    source = source or download(name, fmt, progress=progress)
+    if convert is None:
+        from alexnet_keras.converters.convert import convert_file as convert
+    result = convert(source)
+    return pathlib.Path(getattr(result, "output", result))
