@@ -26,7 +26,7 @@ _PUBLIC = {
     "preprocess_input": "alexnet_keras.preprocessing",
     "ten_crop": "alexnet_keras.preprocessing",
 }
-_SUBMODULES = ("layers", "variants", "weights", "preprocessing")
+_SUBMODULES = ("layers", "variants", "weights", "preprocessing", "registry", "converters")
 
 __all__ = ["__version__", *_PUBLIC, *_SUBMODULES]
 

@@ -15,6 +15,13 @@ MODULES = [
     "alexnet_keras.preprocessing",
     "alexnet_keras.summary",
     "alexnet_keras.weights",
+    "alexnet_keras.geometry",
+    "alexnet_keras.registry",
+    "alexnet_keras.converters.safe_pickle",
+    "alexnet_keras.converters.bvlc_npy",
+    "alexnet_keras.converters.caffemodel",
+    "alexnet_keras.converters.prototxt",
+    "alexnet_keras.converters.convert",
 ]
 
 
