@@ -28,12 +28,16 @@ def _fail(message, code):
 
 
 def _user_errors(fn):
-    """Bad input (ValueError) is `Error: ...` with exit code 2; OS errors exit 1."""
+    """Bad input (ValueError) is `Error: ...` with exit code 2; network and OS errors exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from alexnet_keras.registry import OfflineError
+
         try:
             return fn(*args, **kwargs)
+        except OfflineError as e:
+            _fail(e, 1)
         except ValueError as e:
             _fail(e, 2)
         except OSError as e:
@@ -152,10 +156,16 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
         src = str(registry.download(src, None if fmt == "auto" else fmt))
     if verify_images and to != "keras":
         raise ValueError("--verify-images checks a Keras weights file; drop --to npy")
+    if verify_images:  # before converting: bad input must not leave an output file
+        from alexnet_keras.converters.verify import find_images
+
+        find_images(verify_images, verify_count)
     names = None
     if class_names is not None:
-        with open(class_names, encoding="utf-8") as f:
-            names = [line.strip() for line in f if line.strip()]
+        from alexnet_keras.converters.source import existing_file
+
+        text = existing_file(class_names, "a text file of class names").read_text("utf-8")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
     report = convert_file(
         src, output, fmt=fmt, variant=variant, prototxt=prototxt, to=to, class_names=names
     )

@@ -116,11 +116,18 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", type=pathlib.Path, default=None)
     parser.add_argument("--json", type=pathlib.Path, default=None)
+    parser.add_argument("--fixtures-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     folder = args.dir or pathlib.Path(tempfile.mkdtemp(prefix="bench_convert."))
     folder.mkdir(parents=True, exist_ok=True)
+    if args.fixtures_only:
+        write_fixtures(folder)
+        return 0
+    # In a child process: a fork copies this process's pages into the child's
+    # peak RSS, so the parent must stay small before it starts conversions.
     t = time.perf_counter()
-    sources = write_fixtures(folder)
+    subprocess.run([sys.executable, __file__, "--fixtures-only", "--dir", str(folder)], check=True)
+    sources = {"npy": folder / "bvlc_alexnet.npy", "caffemodel": folder / "bvlc_alexnet.caffemodel"}
     print(f"fixtures written in {time.perf_counter() - t:.1f} s to {folder}")
     results = {}
     for fmt, src in sources.items():

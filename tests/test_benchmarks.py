@@ -19,3 +19,14 @@ def test_bench_model_runs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "GMAC forward" in printed and "keras-stock" in printed
     assert out.exists()
+
+
+@pytest.mark.slow
+def test_bench_convert_runs(tmp_path, capsys):
+    path = BENCH.with_name("bench_convert.py")
+    spec = importlib.util.spec_from_file_location("bench_convert", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "convert.json"
+    assert module.main(["--repeats", "1", "--dir", str(tmp_path), "--json", str(out)]) == 0
+    assert "peak RSS" in capsys.readouterr().out and out.exists()

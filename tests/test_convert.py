@@ -10,6 +10,9 @@ real ImageNet images; the fc8 logits must match `reference.caffe_forward`
 """
 
 import dataclasses
+import hashlib
+import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -284,3 +287,40 @@ def test_release_name_offline_says_what_to_download(monkeypatch, tmp_path):
     assert "http://dl.caffe.berkeleyvision.org/bvlc_reference_caffenet.caffemodel" in message
     assert "alexnet-keras convert bvlc_reference_caffenet.caffemodel" in message
     assert str(tmp_path / "home" / "downloads") in message
+
+
+def _load_script(name):
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "converters" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_convert_bvlc_script_checks_parity_and_fills_the_manifest(
+    converted, imagenet_dir, tmp_path, monkeypatch, capsys
+):
+    script = _load_script("convert_bvlc")
+    manifests = [tmp_path / "weights.json", tmp_path / "package.json"]
+    doc = json.loads(script.MANIFESTS[0].read_text())
+    monkeypatch.setattr(script, "MANIFESTS", manifests)
+    src = converted("caffemodel layer")[0]
+    argv = [str(src), "-o", str(tmp_path / "o.weights.h5"), "--images", str(imagenet_dir),
+            "--count", "2", "--release", "bvlc_alexnet", "--write"]  # fmt: skip
+    # The real entry publishes BVLC's sha1: this file is not that release.
+    manifests[0].write_text(json.dumps(doc))
+    assert script.main(argv) == 2
+    assert "is not the published" in capsys.readouterr().err
+    # An entry with no digests yet gets this file's, in both copies.
+    caffemodel = doc["releases"]["bvlc_alexnet"]["files"][0]
+    caffemodel.update(sha1=None, sha256=None, size=None)
+    manifests[0].write_text(json.dumps(doc))
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and '"sha256"' in out
+    written = json.loads(manifests[0].read_text())["releases"]["bvlc_alexnet"]["files"][0]
+    assert written["size"] == src.stat().st_size
+    assert written["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert manifests[1].read_bytes() == manifests[0].read_bytes()

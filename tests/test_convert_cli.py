@@ -201,3 +201,23 @@ def test_errors_reach_the_terminal_without_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert proc.stdout == "" and not out.exists()
+
+
+def test_release_name_offline_exits_1_with_what_to_do(tmp_path, monkeypatch):
+    from tests.loopback import closed_port
+
+    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ALEXNET_KERAS_MIRROR", f"http://127.0.0.1:{closed_port()}/")
+    result = CliRunner().invoke(cli, ["convert", "bvlc_alexnet"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Download http://dl.caffe.berkeleyvision.org/" in lines[0]
+    assert "sha1 9116a64c0fbe4459d18f4bb6b56d647b63920377" in lines[0]
+
+
+@pytest.mark.parametrize("option", ["--verify-images", "--class-names", "--prototxt"])
+def test_a_missing_side_file_is_refused_before_converting(tmp_path, option):
+    path = tmp_path / "m.caffemodel"
+    caffe_files.write_caffemodel(path, caffe_files.alexnet_layers(_caffe_tiny()))
+    result, out = run([path, option, tmp_path / "missing"], tmp_path)
+    assert_user_error(result, out, "missing")
