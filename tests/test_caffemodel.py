@@ -543,3 +543,28 @@ def test_full_size_reads_fast_without_copies(tmp_path, rng):
     assert sum(a.size for x in net.layers for a in x.arrays) == 60965224
     assert seconds < 1.0, seconds
     assert peak < 1.05 * path.stat().st_size, peak  # the file's bytes, once
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_fields_of_real_training_files_are_skipped(tmp_path, v1):
+    """BVLC's files carry solver fields (blobs_lr, weight_decay, param {lr_mult}, fillers)."""
+    import struct
+
+    w = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2)
+    layer = {"name": "conv1", "type": "Convolution", "bottom": ["data"], "top": ["conv1"],
+             "blobs": [w, np.ones(2, np.float32)],
+             "params": {"num_output": 2, "kernel_size": 2}}  # fmt: skip
+    body = cf.layer_bytes(layer, v1=v1)
+    filler = cf.length_delimited(1, b"gaussian") + cf.key(2, 5) + struct.pack("<f", 0.01)
+    if v1:  # V1LayerParameter blobs_lr = 7, weight_decay = 8 (repeated float, unpacked)
+        extra = b"".join(cf.key(f, 5) + struct.pack("<f", 1.0) for f in (7, 7, 8, 8))
+    else:  # LayerParameter param = 6 (ParamSpec lr_mult = 3), phase = 10
+        spec = cf.key(3, 5) + struct.pack("<f", 1.0)
+        extra = cf.length_delimited(6, spec) + cf.key(10, 0) + b"\x01"
+    conv_param = cf.length_delimited(7, filler)  # weight_filler inside the conv param
+    body += extra + cf.length_delimited(10 if v1 else 106, conv_param)
+    path = tmp_path / "real.caffemodel"
+    path.write_bytes(cf.length_delimited(2 if v1 else 100, body))
+    net = read_caffemodel(path)
+    np.testing.assert_array_equal(net.layer("conv1").arrays[0], w)
+    assert net.layer("conv1").params["num_output"] == 2

@@ -221,3 +221,17 @@ def test_a_missing_side_file_is_refused_before_converting(tmp_path, option):
     caffe_files.write_caffemodel(path, caffe_files.alexnet_layers(_caffe_tiny()))
     result, out = run([path, option, tmp_path / "missing"], tmp_path)
     assert_user_error(result, out, "missing")
+
+
+def test_an_unverifiable_file_never_becomes_the_release(tmp_path, monkeypatch):
+    """bvlc_alexnet.npy has no published checksum: its conversion is not `bvlc_alexnet`."""
+    from alexnet_keras import registry
+    from alexnet_keras.converters.convert import _default_output
+
+    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
+    path = tmp_path / "bvlc_alexnet.npy"
+    out = _default_output(path, None, {"sha256": "ab" * 32}, "keras")
+    assert out.name == "bvlc_alexnet-unverified-abababab.weights.h5"
+    out.parent.mkdir(parents=True)
+    out.touch()
+    assert registry.converted_path("bvlc_alexnet") is None

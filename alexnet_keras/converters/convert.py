@@ -120,7 +120,21 @@ def _default_output(path, release, digests, to):
     stem = release or path.name.split(".")[0]
     if to == "npy":
         return path.with_name(f"{stem}.npy")
+    if not release and stem in registry.release_names():
+        # Only a hash-verified file may become what AlexNet(weights=<release>) loads.
+        stem = f"{stem}-unverified"
     return registry.converted_name(stem, digests["sha256"])
+
+
+def _named_like_a_release(path):
+    """A file named like a release file that has no published checksum (bvlc_alexnet.npy)."""
+    from alexnet_keras import registry
+
+    for name in registry.release_names():
+        for f in registry.get_release(name)["files"]:
+            if f["filename"] == path.name and not (f.get("sha1") or f.get("sha256")):
+                return name
+    return None
 
 
 def convert_file(
@@ -166,7 +180,17 @@ def convert_file(
     digests = registry.file_digests(path)
     found = registry.identify(digests)
     release, release_file = found if found else (None, None)
-    warnings = [] if found else [f"{path}: not a known release; converting it anyway"]
+    warnings = []
+    if not found:
+        like = _named_like_a_release(path)
+        warnings.append(
+            f"{path}: named like {like}'s file, which has no published checksum, so it cannot "
+            f"be verified; converted as an unverified file"
+            if like
+            else f"{path}: not a known release; converting it anyway"
+        )
+        if like and variant is None and net is not None and net.format == "npy":
+            variant = registry.get_release(like)["variant"]
     meta = None
     if net is None:
         if to != "npy":
