@@ -36,7 +36,7 @@ def imagenet_classes():
     >>> imagenet_classes()[0]
     ('n01440764', 'tench')
     """
-    text = importlib.resources.files("alexnet_keras").joinpath("data/imagenet_classes.txt")
+    text = importlib.resources.files("alexnet_keras").joinpath("resources/imagenet_classes.txt")
     pairs = [line.split(" ", 1) for line in text.read_text("utf-8").splitlines() if line]
     return tuple((wnid, name) for wnid, name in pairs)
 

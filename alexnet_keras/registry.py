@@ -1,6 +1,6 @@
 """The known weight releases, the local cache, and verified downloads.
 
-The releases are data: `alexnet_keras/data/manifest.json` (a copy of the
+The releases are data: `alexnet_keras/resources/manifest.json` (a copy of the
 repository's `weights/manifest.json`) lists each release's files with their
 URL, size and checksums, the variant, the preprocessing and the published
 accuracy. The cache is `$ALEXNET_KERAS_HOME` or `~/.keras/models/alexnet_keras`:
@@ -72,7 +72,7 @@ def manifest() -> dict:
     The dict is shared between calls: do not modify it.
     """
     text = (
-        importlib.resources.files("alexnet_keras").joinpath("data/manifest.json").read_text("utf-8")
+        importlib.resources.files("alexnet_keras").joinpath("resources/manifest.json").read_text("utf-8")
     )
     return json.loads(text)
 

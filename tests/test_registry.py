@@ -18,7 +18,7 @@ from tests.loopback import serve as _serve
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPO_MANIFEST = ROOT / "weights" / "manifest.json"
-PACKAGE_MANIFEST = ROOT / "alexnet_keras" / "data" / "manifest.json"
+PACKAGE_MANIFEST = ROOT / "alexnet_keras" / "resources" / "manifest.json"
 
 RELEASE_KEYS = {
     "description",

@@ -1,0 +1,1 @@
+"""Package resources: the ImageNet class list and the release manifest."""
