@@ -186,5 +186,137 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
             )
 
 
+def _training_options(fn):
+    """The options `finetune` and `train` share; unset ones keep the config's value."""
+    options = [
+        click.option("--dataset", help="A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
+        click.option("--data-dir", help="The TFDS data dir (default: $TFDS_DATA_DIR)."),
+        click.option("--weights", help="Initial weights: a release name, a .weights.h5, or none."),
+        click.option("--variant", type=click.Choice(["bvlc", "caffenet", "chm2012"])),
+        click.option("--input-size", type=int, help="224..227; default: the weights'."),
+        click.option("--epochs", type=int),
+        click.option("--batch-size", type=int, help="The global batch, over all replicas."),
+        click.option("--lr", type=float, help="Base learning rate."),
+        click.option("--momentum", type=float),
+        click.option("--weight-decay", type=float),
+        click.option("--decay-biases/--no-decay-biases", default=None,
+                     help="Caffe decays kernels only (default)."),
+        click.option("--schedule", type=click.Choice(["step", "plateau", "cosine", "constant"])),
+        click.option("--step-epochs", type=int, help="step schedule: epochs per /10."),
+        click.option("--warmup-epochs", type=float),
+        click.option("--head-lr-mult", type=float, help="Learning-rate multiplier of a new fc8."),
+        click.option("--freeze-backbone", is_flag=True, default=None,
+                     help="Train fc6..fc8 only."),
+        click.option("--trainable-from",
+                     type=click.Choice(["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7",
+                                        "fc8"]),
+                     help="Freeze every layer below this one."),
+        click.option("--mixed-precision", type=click.Choice(["bf16", "fp16"])),
+        click.option("--model-dir", help="Checkpoints, logs and weights; rerun to resume."),
+        click.option("--checkpoint-every", type=int, help="Steps between checkpoints."),
+        click.option("--max-to-keep", type=int),
+        click.option("--seed", type=int),
+        click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored",
+                                                      "multi-worker"])),
+        click.option("--cpu-devices", type=int, help="Split the CPU into N logical devices."),
+        click.option("--steps-per-epoch", type=int, help="Cap the steps per epoch."),
+        click.option("--eval-steps", type=int, help="Cap the evaluation batches."),
+        click.option("--cache-features", is_flag=True, default=None,
+                     help="Frozen backbone: compute features once, train the head on them."),
+        click.option("--feature-layer", type=click.Choice(["fc7", "pool5"])),
+        click.option("--strict-data", is_flag=True, default=None,
+                     help="A corrupt image is an error, not skipped."),
+        click.option("--ten-crop", is_flag=True, default=None, help="Validate on ten crops."),
+        click.option("--log-every", type=int, help="Steps between progress lines."),
+        click.option("--config", "config_path", type=click.Path(), help="A YAML config."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _log_to_stderr():
+    """The trainer's progress and notes, as plain lines on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):
+        # Resolved at each record: click's test runner swaps sys.stderr per call.
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    logger = logging.getLogger("alexnet_keras")
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def _train(command, config_path, options):
+    _quiet_tensorflow()
+    _log_to_stderr()
+    from alexnet_keras import train_config, training
+
+    config = train_config.resolve(command, options, config_path)
+    result = training.run(config)
+    if result["status"] == "interrupted":
+        click.echo(f"interrupted; checkpoint saved in {result['model_dir']}; rerun to resume")
+        return
+    m = result["metrics"] or {}
+    click.echo(
+        f"done: val top-1 {float(m.get('val_top1', 0)):.4f} top-5 {float(m.get('val_top5', 0)):.4f}"
+        f"; weights {result['weights']}"
+    )
+
+
+@cli.command()
+@_training_options
+@_user_errors
+def finetune(config_path, **options):
+    """Fine-tune AlexNet on CIFAR-10, any TFDS set or an image folder.
+
+    fc8 becomes a head with the dataset's classes; the default initial
+    weights are the converted bvlc_alexnet. Rerunning the same command
+    resumes from the last checkpoint in --model-dir.
+    """
+    _train("finetune", config_path, options)
+
+
+@cli.command()
+@_training_options
+@_user_errors
+def train(config_path, **options):
+    """Train AlexNet from scratch; defaults are the paper's recipe.
+
+    Batch 128, lr 0.01, momentum 0.9, weight decay 5e-4, lr / 10 when the
+    validation accuracy stops improving, 90 epochs. Uses every local GPU
+    (MirroredStrategy); --strategy multi-worker reads TF_CONFIG.
+    """
+    _train("train", config_path, options)
+
+
+@cli.command()
+@click.option("--weights", required=True, help="A .weights.h5 or a release name.")
+@click.option("--dataset", required=True, help="A TFDS name or folder:PATH.")
+@click.option("--data-dir", default=None)
+@click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
+@click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--output", default=None, help="Where to write the confusion matrix CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_user_errors
+def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as_json):
+    """Top-1/top-5, a per-class accuracy table and a confusion matrix file."""
+    _quiet_tensorflow()
+    import json
+
+    from alexnet_keras.evaluation import evaluate as run_evaluation
+    from alexnet_keras.evaluation import format_report
+
+    result = run_evaluation(weights, dataset, data_dir=data_dir, split=split, ten_crop=ten_crop,
+                            batch_size=batch_size, output=output)  # fmt: skip
+    click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
+
+
 def main():  # pragma: no cover - console-script entry
     cli(prog_name="alexnet-keras")

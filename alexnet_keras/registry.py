@@ -72,7 +72,9 @@ def manifest() -> dict:
     The dict is shared between calls: do not modify it.
     """
     text = (
-        importlib.resources.files("alexnet_keras").joinpath("resources/manifest.json").read_text("utf-8")
+        importlib.resources.files("alexnet_keras")
+        .joinpath("resources/manifest.json")
+        .read_text("utf-8")
     )
     return json.loads(text)
 

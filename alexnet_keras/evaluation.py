@@ -1,0 +1,125 @@
+"""`alexnet-keras evaluate`: top-1/top-5, per-class accuracy and a confusion matrix."""
+
+import csv
+import pathlib
+
+import numpy as np
+
+__all__ = ["evaluate", "format_report"]
+
+
+def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, batch_size=64,
+             output=None, max_batches=None):  # fmt: skip
+    """Evaluates a weights file on a dataset.
+
+    Args:
+        weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
+        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.open_dataset`).
+        data_dir: the TFDS data dir.
+        split: "eval" (the dataset's test/val split or hold-out) or "train".
+        ten_crop: average the softmax over 10 crops (corners, centre, mirrors).
+        batch_size: images per batch.
+        output: where to write the confusion matrix CSV; default next to the weights.
+        max_batches: stop after this many batches (quick checks).
+
+    Returns:
+        A dict: `top1`, `top5`, `count`, `per_class` (name, count, top-1) and
+        `confusion_matrix` (the CSV path).
+    """
+    import tensorflow as tf
+
+    import alexnet_keras
+    from alexnet_keras import data
+    from alexnet_keras.model import _resolve_weights
+    from alexnet_keras.weights import read_metadata
+
+    path = _resolve_weights(weights)
+    meta = read_metadata(path)
+    if split not in ("eval", "train"):
+        raise ValueError(f"--split must be eval or train. Received: {split!r}")
+    splits, info = data.open_dataset(dataset, data_dir=data_dir)
+    classes = len(info.class_names)
+    if classes != meta["classes"]:
+        raise ValueError(
+            f"{path}: has {meta['classes']} classes; {dataset} has {classes}. "
+            "Evaluate weights trained on this dataset"
+        )
+    model = alexnet_keras.AlexNet(weights=path)
+    size = meta["input_size"]
+    ds = data.eval_pipeline(
+        splits[split], input_size=size, batch_size=batch_size,
+        preprocessing=meta["preprocessing"], ten_crop=ten_crop,
+    )  # fmt: skip
+    confusion = np.zeros((classes, classes), np.int64)
+    top5_hits = 0
+
+    @tf.function
+    def probabilities(x):
+        if ten_crop:
+            flat = tf.reshape(x, [-1, size, size, 3])
+            return tf.reduce_mean(tf.reshape(model(flat), [-1, 10, classes]), axis=1)
+        return model(x)
+
+    for i, (x, y) in enumerate(ds):
+        if max_batches and i >= max_batches:
+            break
+        probs = probabilities(x).numpy()
+        labels = y.numpy()
+        np.add.at(confusion, (labels, probs.argmax(-1)), 1)
+        top = np.argsort(-probs, axis=-1)[:, :5]
+        top5_hits += int((top == labels[:, None]).any(axis=1).sum())
+    count = int(confusion.sum())
+    names = [n if isinstance(n, str) else n[-1] for n in info.class_names]
+    out = (
+        pathlib.Path(output)
+        if output
+        else pathlib.Path(path).with_name(
+            f"confusion-{dataset.replace('folder:', '').strip('/').replace('/', '_')}-{split}.csv"
+        )
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *names])
+        for name, row in zip(names, confusion, strict=True):
+            writer.writerow([name, *row.tolist()])
+    per_class = [
+        {
+            "class": name,
+            "count": int(row.sum()),
+            "top1": float(row[i] / row.sum()) if row.sum() else None,
+        }
+        for i, (name, row) in enumerate(zip(names, confusion, strict=True))
+    ]
+    return {
+        "weights": str(path),
+        "dataset": dataset,
+        "split": split,
+        "ten_crop": ten_crop,
+        "count": count,
+        "top1": float(np.trace(confusion) / count) if count else 0.0,
+        "top5": top5_hits / count if count else 0.0,
+        "per_class": per_class,
+        "confusion_matrix": str(out),
+    }
+
+
+def format_report(result, max_rows=50):
+    """The text report: totals, then the per-class table (worst classes first when long)."""
+    lines = [
+        f"{result['dataset']} ({result['split']}, {result['count']} images"
+        f"{', ten crops' if result['ten_crop'] else ''}): "
+        f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}",
+        "",
+        f"{'class':<30} {'images':>7} {'top-1':>7}",
+    ]
+    rows = result["per_class"]
+    if len(rows) > max_rows:
+        rows = sorted((r for r in rows if r["count"]), key=lambda r: r["top1"])[:max_rows]
+        lines[-1] += f"   ({max_rows} worst of {len(result['per_class'])})"
+    for r in rows:
+        acc = "-" if r["top1"] is None else f"{r['top1']:.3f}"
+        lines.append(f"{r['class'][:30]:<30} {r['count']:>7} {acc:>7}")
+    lines.append("")
+    lines.append(f"confusion matrix: {result['confusion_matrix']}")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Bad input to finetune / train / evaluate: exit code 2 and one clear line."""
+
+import shutil
+
+from click.testing import CliRunner
+
+from alexnet_keras.cli import cli
+from tests.conftest import SHARED, require
+from tests.test_training import QUICK, imagenet_weights  # noqa: F401
+
+MINI = SHARED / "data" / "cifar10-mini"
+
+
+def fails(args, *fragments):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def test_unknown_dataset(tmp_path):
+    fails(["finetune", "--dataset", "no_such_set", "--weights", "none",
+           "--model-dir", str(tmp_path)], "no_such_set")  # fmt: skip
+
+
+def test_missing_data_dir(tmp_path):
+    fails(["finetune", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope"),
+           "--weights", "none", "--model-dir", str(tmp_path / "m")], "nope")  # fmt: skip
+
+
+def test_empty_folder_and_one_class_folder(tmp_path):
+    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    fails(["train", "--dataset", f"folder:{tmp_path / 'empty'}", "--model-dir",
+           str(tmp_path / "m1")], "empty")  # fmt: skip
+    one = tmp_path / "one" / "train" / "cat"
+    one.mkdir(parents=True)
+    shutil.copy(next((require(MINI) / "train" / "cat").iterdir()), one / "x.jpg")
+    fails(["train", "--dataset", f"folder:{tmp_path / 'one'}", "--model-dir",
+           str(tmp_path / "m2")], "one class")  # fmt: skip
+
+
+def test_input_size_200(tmp_path):
+    fails(["finetune", "--dataset", "cifar10", "--input-size", "200", "--weights", "none",
+           "--model-dir", str(tmp_path)], "224..227", "200")  # fmt: skip
+
+
+def test_unconverted_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
+    args = ["finetune", "--dataset", f"folder:{require(MINI)}", "--model-dir", str(tmp_path / "m")]
+    line = fails(args, "alexnet-keras convert bvlc_alexnet", "--weights none")
+    assert "bvlc_alexnet" in line
+
+
+def test_cache_features_needs_a_frozen_backbone(tmp_path, imagenet_weights):  # noqa: F811
+    args = ["finetune", "--dataset", f"folder:{require(MINI)}", "--weights", str(imagenet_weights),
+            "--cache-features", "--model-dir", str(tmp_path / "m")]  # fmt: skip
+    fails(args, "--trainable-from fc8")
+
+
+def test_resuming_with_an_incompatible_config(tmp_path, imagenet_weights):  # noqa: F811
+    out = tmp_path / "run"
+    args = ["finetune", "--dataset", f"folder:{require(MINI)}", "--weights", str(imagenet_weights),
+            "--model-dir", str(out), *QUICK]  # fmt: skip
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    changed = [a if a != "4" else "8" for a in args]  # --batch-size 4 -> 8
+    fails(changed, str(out), "batch_size: 4 -> 8")
+
+
+def _corrupt_folder(tmp_path):
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            src = require(MINI) / split / cls
+            shutil.copytree(src, root / split / cls)
+    bad = root / "train" / "cat"
+    good = next(bad.iterdir()).read_bytes()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (bad / "text.jpg").write_text("not an image")
+    (bad / "empty.jpg").write_bytes(b"")
+    return root
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path, imagenet_weights):  # noqa: F811
+    root = _corrupt_folder(tmp_path)
+    result = CliRunner().invoke(cli, ["finetune", "--dataset", f"folder:{root}", "--weights",
+                                      str(imagenet_weights), "--model-dir", str(tmp_path / "m"),
+                                      *QUICK])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "skipped 3" in result.output
+
+
+def test_strict_data_makes_a_corrupt_image_an_error(tmp_path, imagenet_weights):  # noqa: F811
+    root = _corrupt_folder(tmp_path)
+    line = fails(["finetune", "--dataset", f"folder:{root}", "--weights", str(imagenet_weights),
+                  "--strict-data", "--model-dir", str(tmp_path / "m"), *QUICK])  # fmt: skip
+    assert any(name in line for name in ("truncated.jpg", "text.jpg", "empty.jpg"))
+
+
+def test_evaluate_with_weights_for_another_class_count(tmp_path, imagenet_weights):  # noqa: F811
+    fails(["evaluate", "--weights", str(imagenet_weights), "--dataset", f"folder:{require(MINI)}"],
+          "1000 classes", "10")  # fmt: skip
