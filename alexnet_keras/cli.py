@@ -224,6 +224,8 @@ def _training_options(fn):
         click.option("--cache-features", is_flag=True, default=None,
                      help="Frozen backbone: compute features once, train the head on them."),
         click.option("--feature-layer", type=click.Choice(["fc7", "pool5"])),
+        click.option("--cache-flip/--no-cache-flip", default=None,
+                     help="Also cache the mirror images' features (default: on)."),
         click.option("--strict-data", is_flag=True, default=None,
                      help="A corrupt image is an error, not skipped."),
         click.option("--ten-crop", is_flag=True, default=None, help="Validate on ten crops."),

@@ -69,6 +69,10 @@ def _extract(extractor, ds, count, flip, path):
             feats[count + i : count + i + n] = extractor(tf.reverse(x, [2]), training=False).numpy()
             labels[count + i : count + i + n] = y.numpy()
         i += n
+        if (i // n) % 20 == 0:  # a CPU pass over CIFAR-10 takes many minutes: show it moving
+            rate = i / (time.perf_counter() - began)
+            log.info("features %s: %d/%d images, %.0f img/s, ETA %.1f min", path.stem, i, count,
+                     rate, (count - i) / rate / 60)  # fmt: skip
     feats.flush()
     log.info("features %s: %d images in %.0f s", path.stem, i, time.perf_counter() - began)
     if i == count:

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import pathlib
-import re
 import signal
 import sys
 import time
@@ -221,14 +220,15 @@ class Checkpoints:
             folder = pathlib.Path(model_dir) / f".worker-{resolver.task_type}-{resolver.task_id}"
         self.folder = folder
 
-        def tracked(variables):
-            return {
-                re.sub(r"\W", "_", f"{i:04d}_{v.path}"): v.value for i, v in enumerate(variables)
-            }
-
-        self.ckpt = tf.train.Checkpoint(
-            model=tracked(model.variables), optimizer=tracked(optimizer.variables)
-        )
+        # Keys from our layer names and positions: Keras' own variable paths
+        # carry global counters ("seed_generator_3") that differ between runs.
+        layers = {
+            f"{layer.name}.{i}": v.value
+            for layer in model.layers
+            for i, v in enumerate(layer.variables)
+        }
+        slots = {f"{i:04d}": v.value for i, v in enumerate(optimizer.variables)}
+        self.ckpt = tf.train.Checkpoint(model=layers, optimizer=slots)
         self.manager = tf.train.CheckpointManager(self.ckpt, str(folder), max_to_keep=max_to_keep)
 
     def save(self, state):
@@ -510,6 +510,16 @@ def run(config):
         `{"status": "finished" | "interrupted", "model_dir", "weights", "metrics"}`.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _run(config)
+    finally:  # the policy is process-wide; leave the caller's in place
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _run(config):
     import keras
     import tensorflow as tf
 

@@ -1,7 +1,7 @@
 """Fine-tune AlexNet on CIFAR-10 through the Python API (what `alexnet-keras finetune` does).
 
     python examples/finetune_cifar10.py --data-dir ../shared/data/tfds --weights none \
-        --epochs 1 --steps-per-epoch 20
+        --epochs 1 --steps-per-epoch 20 --eval-steps 10
 
 Without `--weights` it starts from the converted BVLC weights
 (`alexnet-keras convert bvlc_alexnet` first).
@@ -19,6 +19,8 @@ def main(argv=None):
     parser.add_argument("--weights", default="bvlc_alexnet")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--eval-steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--model-dir", default="runs/cifar10-example")
     args = parser.parse_args(argv)
     config = train_config.resolve(
@@ -29,6 +31,8 @@ def main(argv=None):
             "weights": args.weights,
             "epochs": args.epochs,
             "steps_per_epoch": args.steps_per_epoch,
+            "eval_steps": args.eval_steps,
+            "batch_size": args.batch_size,
             "model_dir": args.model_dir,
         },
     )

@@ -100,3 +100,51 @@ def test_train_from_scratch_on_the_1000_class_imagenet_sample(imagenet_dir, tmp_
     assert result.exit_code == 0, result.output
     meta = check_run_dir(out, 1000)
     assert meta["variant"] == "chm2012" and meta["preprocessing"]["color_order"] == "RGB"
+
+
+def test_cache_features_trains_the_head_on_cached_fc7(imagenet_weights, tmp_path):
+    require(MINI)
+    out = tmp_path / "run"
+    args = ["finetune", "--dataset", f"folder:{MINI}", "--weights", str(imagenet_weights),
+            "--trainable-from", "fc8", "--cache-features", "--model-dir", str(out),
+            "--epochs", "2", "--batch-size", "16", "--seed", "0"]  # fmt: skip
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    check_run_dir(out, 10)
+    (cache,) = (out / "features").iterdir()
+    train = np.load(cache / "train.npy", mmap_mode="r")
+    assert train.shape == (400, 4096)  # 200 images and their mirror images
+    trained, initial = read_arrays(out / "model.weights.h5"), read_arrays(imagenet_weights)
+    np.testing.assert_array_equal(trained["fc7"][0], initial["fc7"][0])
+    # The head trained on cached features is the full model's fc8: the saved
+    # model reproduces the features' logits.
+    model = alexnet_keras.AlexNet(weights=out / "model.weights.h5", classifier_activation=None)
+    assert model.get_layer("fc8").get_weights()[0].shape == (4096, 10)
+    again = invoke(args)  # a second run reuses the cache (and resumes: nothing left to do)
+    assert again.exit_code == 0 and "reusing cached features" in again.output
+
+
+def test_bf16_mixed_precision_run(imagenet_weights, tmp_path):
+    require(MINI)
+    out = tmp_path / "run"
+    result = invoke(["finetune", "--dataset", f"folder:{MINI}", "--weights", str(imagenet_weights),
+                     "--mixed-precision", "bf16", "--model-dir", str(out), *QUICK])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.isfinite(float(next(csv.DictReader(open(out / "metrics.csv")))["train_loss"]))
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+
+
+def test_the_python_api_example_runs(tmp_path):
+    require(TFDS)
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "finetune_cifar10.py")
+    spec = importlib.util.spec_from_file_location("finetune_cifar10", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--data-dir", str(TFDS), "--weights", "none", "--epochs", "1",
+                 "--steps-per-epoch", "1", "--eval-steps", "1", "--batch-size", "4",
+                 "--model-dir", str(tmp_path / "ex")])  # fmt: skip
+    assert (tmp_path / "ex" / "model.weights.h5").exists()
