@@ -18,9 +18,7 @@ per-replica losses scaled by the global batch, metrics summed across replicas.
 """
 
 import csv
-import json
 import logging
-import math
 import os
 import pathlib
 import signal
@@ -30,227 +28,17 @@ import time
 import numpy as np
 
 from alexnet_keras import config_file, train_config
+from alexnet_keras.checkpoints import Checkpoints, is_chief
+from alexnet_keras.schedules import Schedule
+from alexnet_keras.strategies import make_strategy
+from alexnet_keras.trainable import build_model, freeze, gradient_factors
 
 __all__ = ["run"]
 
 log = logging.getLogger("alexnet_keras")
-WEIGHTED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def make_strategy(name, cpu_devices=1):
-    """The `tf.distribute` strategy: "auto", "one-device", "mirrored" or "multi-worker"."""
-    import tensorflow as tf
-
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if cpu_devices > 1:  # N logical CPUs, to run a mirrored strategy on one CPU
-        cpus = tf.config.list_physical_devices("CPU")
-        try:
-            tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
-            )
-        except RuntimeError:  # already initialised in this process
-            pass
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    if name == "one-device" or gpus:
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-    return tf.distribute.get_strategy()
-
-
-def _weights_path(weights):
-    from alexnet_keras import registry
-
-    if weights is None:
-        return None
-    if not os.path.exists(weights) and weights in registry.release_names():
-        found = registry.converted_path(weights)
-        if found is None:
-            raise ValueError(
-                f"--weights {weights}: not converted yet. Run `alexnet-keras convert {weights}` "
-                f"(downloads and verifies the release) or `alexnet-keras convert FILE` on a "
-                f"downloaded copy, or pass --weights none to start from random weights"
-            )
-        return str(found)
-    if not os.path.isfile(weights):
-        raise ValueError(f"--weights {weights}: no such file or known release")
-    return weights
-
-
-def build_model(config, num_classes):
-    """The Keras model (fc8 logits), the initial weights' metadata and the preprocessing."""
-    import alexnet_keras
-    from alexnet_keras import variants, weights
-
-    path = _weights_path(config["weights"])
-    meta = weights.read_metadata(path) if path else None
-    variant = config["variant"] or (meta["variant"] if meta else "bvlc")
-    if meta and meta["variant"] != variant:
-        raise ValueError(f"{path}: holds {meta['variant']} weights. Received: --variant {variant}")
-    spec = variants.get_variant(variant)
-    size = config["input_size"] or (meta["input_size"] if meta else spec.default_size)
-    model = alexnet_keras.AlexNet(
-        variant=variant,
-        classes=num_classes,
-        input_shape=(size, size, 3),
-        classifier_activation=None,
-    )
-    notes = []
-    if path:
-        arrays = weights.read_arrays(path)
-        for name in WEIGHTED:
-            layer = model.get_layer(name)
-            got = [a.shape for a in arrays.get(name, [])]
-            want = [tuple(w.shape) for w in layer.weights]
-            if name == "fc8" and got != want:
-                notes.append(
-                    f"fc8: {meta['classes']} classes in {path}, {num_classes} here; new head"
-                )
-                continue
-            if got != want:
-                raise ValueError(f"{path}: layer '{name}' expects {want}. Received: {got}")
-            layer.set_weights(arrays[name])
-        if config["trainable_from"] is None and meta["classes"] != num_classes:
-            notes.append("the whole network trains; pass --trainable-from fc8 for a linear probe")
-    preprocessing = (meta or {}).get("preprocessing") or {
-        "color_order": spec.color_order,
-        "mean": list(spec.mean),
-    }
-    return model, dict(path=path, meta=meta, variant=variant, input_size=size), preprocessing, notes
-
-
-def freeze(model, trainable_from):
-    """Freezes every weighted layer before `trainable_from`."""
-    if trainable_from is None:
-        return
-    for name in WEIGHTED[: WEIGHTED.index(trainable_from)]:
-        model.get_layer(name).trainable = False
-
-
-def _owner(variable):
-    # Keras paths look like "alexnet_bvlc/fc8/kernel" or "fc8/kernel".
-    parts = variable.path.split("/")
-    return next((p for p in parts if p in WEIGHTED), parts[0]), parts[-1]
-
-
-def gradient_factors(model, config, new_head):
-    """Per trainable variable: (lr multiplier, weight decay), Caffe's lr_mult and decay_mult."""
-    mults = dict(config["lr_mults"] or {})
-    if new_head:
-        mults.setdefault("fc8", config["head_lr_mult"])
-    out = []
-    for v in model.trainable_variables:
-        layer, kind = _owner(v)
-        is_bias = kind == "bias"
-        mult = float(mults.get(layer, 1.0)) * (config["bias_lr_mult"] if is_bias else 1.0)
-        decay = 0.0 if is_bias and not config["decay_biases"] else config["weight_decay"]
-        out.append((mult, decay))
-    return out
-
-
-class Schedule:
-    """Learning rate per step; the plateau state lives in the checkpointed trainer state."""
-
-    def __init__(self, config, steps_per_epoch):
-        self.c, self.steps = config, steps_per_epoch
-        self.scale = 1.0  # plateau: the product of the /10 drops so far
-        self.best, self.bad_epochs = None, 0
-
-    def __call__(self, step):
-        c, epoch = self.c, step / self.steps
-        lr = c["lr"]
-        if c["schedule"] == "step":
-            lr *= c["gamma"] ** int(epoch // c["step_epochs"])
-        elif c["schedule"] == "cosine":
-            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, epoch / c["epochs"])))
-        elif c["schedule"] == "plateau":
-            lr *= self.scale
-        if c["warmup_epochs"] and epoch < c["warmup_epochs"]:
-            lr *= (step + 1) / (c["warmup_epochs"] * self.steps)
-        return lr
-
-    def end_epoch(self, val_top1):
-        """The paper's rule: divide by 10 when the validation accuracy stops improving."""
-        if self.c["schedule"] != "plateau" or val_top1 is None:
-            return
-        if self.best is None or val_top1 > self.best + 1e-4:
-            self.best, self.bad_epochs = val_top1, 0
-            return
-        self.bad_epochs += 1
-        if self.bad_epochs >= self.c["plateau_patience"]:
-            self.scale *= self.c["gamma"]
-            self.bad_epochs = 0
-            log.warning("validation accuracy plateaued: learning rate x%g", self.c["gamma"])
-
-    def state(self):
-        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load(self, state):
-        self.scale, self.best, self.bad_epochs = state["scale"], state["best"], state["bad_epochs"]
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
-
-
-class Checkpoints:
-    """tf.train checkpoints of the model, optimizer and RNG variables, plus the trainer state."""
-
-    def __init__(self, strategy, model, optimizer, model_dir, max_to_keep):
-        import tensorflow as tf
-
-        self.chief = _is_chief(strategy)
-        folder = pathlib.Path(model_dir) / "checkpoints"
-        if not self.chief:  # every worker must save; only the chief's copy is kept
-            resolver = strategy.cluster_resolver
-            folder = pathlib.Path(model_dir) / f".worker-{resolver.task_type}-{resolver.task_id}"
-        self.folder = folder
-
-        # Keys from our layer names and positions: Keras' own variable paths
-        # carry global counters ("seed_generator_3") that differ between runs.
-        layers = {
-            f"{layer.name}.{i}": v.value
-            for layer in model.layers
-            for i, v in enumerate(layer.variables)
-        }
-        slots = {f"{i:04d}": v.value for i, v in enumerate(optimizer.variables)}
-        self.ckpt = tf.train.Checkpoint(model=layers, optimizer=slots)
-        self.manager = tf.train.CheckpointManager(self.ckpt, str(folder), max_to_keep=max_to_keep)
-
-    def save(self, state):
-        path = self.manager.save(checkpoint_number=state["global_step"])
-        # The trainer state goes next to its checkpoint, renamed into place: a
-        # kill between the two writes leaves the previous pair intact.
-        tmp = pathlib.Path(f"{path}.state.json.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, f"{path}.state.json")
-        return path
-
-    def restore(self):
-        """Restores the newest checkpoint that has its trainer state; returns the state, or None."""
-        for path in reversed(self.manager.checkpoints):
-            state_file = pathlib.Path(f"{path}.state.json")
-            if state_file.exists():
-                self.ckpt.restore(path).assert_existing_objects_matched()
-                return json.loads(state_file.read_text())
-        return None
-
-
-# ----------------------------------------------------------------------------- the loop
 
 
 class _Stop:
@@ -548,7 +336,7 @@ def _run(config):
         freeze(model, config["trainable_from"])
     for note in notes:
         log.info("%s", note)
-    if _is_chief(strategy):
+    if is_chief(strategy):
         text = config_file.dump(config, header=f"alexnet-keras {config['command']}: resolved")
         (out / "config.yaml").write_text(text)
     new_head = init["meta"] is None or init["meta"]["classes"] != classes

@@ -25,7 +25,7 @@ import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF lo
 # isort: split
 import tensorflow as tf
 
-from alexnet_keras import data, train_config, training
+from alexnet_keras import data, train_config, trainable, training
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def trainer_steps(folder, batch, model_dir):
     )  # fmt: skip
     strategy = tf.distribute.get_strategy()
     splits, info = data.open_dataset(config["dataset"], seed=0)
-    model, _, preprocessing, _ = training.build_model(config, len(info.class_names))
+    model, _, preprocessing, _ = trainable.build_model(config, len(info.class_names))
 
     def make_train(epoch, skip):
         return data.train_pipeline(splits["train"], input_size=227, batch_size=batch,

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from alexnet_keras import config_file, train_config
-from alexnet_keras.training import Schedule
+from alexnet_keras.schedules import Schedule
 
 
 def test_train_defaults_are_the_papers_recipe():

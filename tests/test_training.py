@@ -148,3 +148,12 @@ def test_the_python_api_example_runs(tmp_path):
                  "--steps-per-epoch", "1", "--eval-steps", "1", "--batch-size", "4",
                  "--model-dir", str(tmp_path / "ex")])  # fmt: skip
     assert (tmp_path / "ex" / "model.weights.h5").exists()
+
+
+def test_one_device_strategy(imagenet_weights, tmp_path):
+    require(MINI)
+    out = tmp_path / "run"
+    result = invoke(["finetune", "--dataset", f"folder:{MINI}", "--weights", str(imagenet_weights),
+                     "--strategy", "one-device", "--model-dir", str(out), *QUICK])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    check_run_dir(out, 10)

@@ -103,3 +103,11 @@ def test_strict_data_makes_a_corrupt_image_an_error(tmp_path, imagenet_weights):
 def test_evaluate_with_weights_for_another_class_count(tmp_path, imagenet_weights):  # noqa: F811
     fails(["evaluate", "--weights", str(imagenet_weights), "--dataset", f"folder:{require(MINI)}"],
           "1000 classes", "10")  # fmt: skip
+
+
+def test_a_new_head_that_the_config_freezes(tmp_path, imagenet_weights):  # noqa: F811
+    config = tmp_path / "c.yaml"
+    config.write_text("lr_mults:\n  fc8: 0\n")
+    fails(["finetune", "--dataset", f"folder:{require(MINI)}", "--weights", str(imagenet_weights),
+           "--config", str(config), "--model-dir", str(tmp_path / "m"), *QUICK],
+          "1000 classes", "has 10", "must train")  # fmt: skip
