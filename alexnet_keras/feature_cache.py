@@ -143,33 +143,29 @@ def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessi
 
         return fn
 
-    train_fn = gather(train_x, train_y)
+    def batches(x, y, order, drop_remainder):
+        fn = gather(x, y)
+
+        @tf.autograph.experimental.do_not_convert
+        def lookup(idx):
+            fx, fy = tf.numpy_function(fn, [idx], (tf.float32, tf.int32))
+            fx.set_shape((None, *x.shape[1:]))
+            fy.set_shape((None,))
+            return fx, fy
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=drop_remainder)
+        return ds, lookup
 
     def make_train(epoch, skip):
         order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_y))
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=True)
-        ds = ds.skip(skip).map(
-            lambda idx: tf.numpy_function(train_fn, [idx], (tf.float32, tf.int32)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        return ds.map(_set_shapes(train_x.shape[1:])).prefetch(tf.data.AUTOTUNE)
+        ds, lookup = batches(train_x, train_y, order, True)
+        ds = ds.skip(skip).map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     eval_x, eval_y = features["eval"]
-    eval_fn = gather(eval_x, eval_y)
 
     def make_eval():
-        ds = tf.data.Dataset.from_tensor_slices(np.arange(len(eval_y))).batch(batch)
-        ds = ds.map(lambda idx: tf.numpy_function(eval_fn, [idx], (tf.float32, tf.int32)))
-        return ds.map(_set_shapes(eval_x.shape[1:])).prefetch(tf.data.AUTOTUNE)
+        ds, lookup = batches(eval_x, eval_y, np.arange(len(eval_y)), False)
+        return ds.map(lookup).prefetch(tf.data.AUTOTUNE)
 
     return head, make_train, make_eval, steps
-
-
-def _set_shapes(feature_shape):
-    def fn(x, y):
-        x.set_shape((None, *feature_shape))
-        y.set_shape((None,))
-        return x, y
-
-    return fn
