@@ -260,7 +260,10 @@ def _train(command, config_path, options):
     from alexnet_keras import train_config, training
 
     config = train_config.resolve(command, options, config_path)
-    result = training.run(config)
+    try:
+        result = training.run(config)
+    except training.DivergedError as e:
+        _fail(e, 1)
     if result["status"] == "interrupted":
         click.echo(f"interrupted; checkpoint saved in {result['model_dir']}; rerun to resume")
         return

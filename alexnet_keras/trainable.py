@@ -47,6 +47,7 @@ def build_model(config, num_classes):
         classifier_activation=None,
     )
     notes = []
+    caffe_init(model, config["seed"], only=None if path is None else ("fc8",))
     if path:
         arrays = weights.read_arrays(path)
         for name in WEIGHTED:
@@ -68,6 +69,30 @@ def build_model(config, num_classes):
         "mean": list(spec.mean),
     }
     return model, dict(path=path, meta=meta, variant=variant, input_size=size), preprocessing, notes
+
+
+# BVLC's models/bvlc_alexnet/train_val.prototxt: gaussian weights (std 0.01, fc6 and
+# fc7 0.005) and biases 0 or 0.1. The paper (section 5) used std 0.01 and biases 1;
+# BVLC's readme reports 0.1 trains better. Keras' default glorot init with the paper's
+# lr 0.01 on 0..255 inputs diverges within a hundred steps.
+_CAFFE_INIT = {"conv1": (0.01, 0.0), "conv2": (0.01, 0.1), "conv3": (0.01, 0.0),
+               "conv4": (0.01, 0.1), "conv5": (0.01, 0.1), "fc6": (0.005, 0.1),
+               "fc7": (0.005, 0.1), "fc8": (0.01, 0.0)}  # fmt: skip
+
+
+def caffe_init(model, seed, only=None):
+    """Initialises the weighted layers as BVLC's AlexNet recipe does (seeded, reproducible)."""
+    import numpy as np
+
+    rng = np.random.default_rng([0 if seed is None else seed, 2012])
+    for name, (std, bias) in _CAFFE_INIT.items():
+        layer = model.get_layer(name)
+        kernel, b = layer.get_weights()
+        if only is None or name in only:
+            layer.set_weights(
+                [(rng.standard_normal(kernel.shape) * std).astype(kernel.dtype),
+                 np.full(b.shape, bias, b.dtype)]
+            )  # fmt: skip
 
 
 def freeze(model, trainable_from):

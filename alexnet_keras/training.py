@@ -19,6 +19,7 @@ per-replica losses scaled by the global batch, metrics summed across replicas.
 
 import csv
 import logging
+import math
 import os
 import pathlib
 import signal
@@ -33,12 +34,16 @@ from alexnet_keras.schedules import Schedule
 from alexnet_keras.strategies import make_strategy
 from alexnet_keras.trainable import build_model, freeze, gradient_factors
 
-__all__ = ["run"]
+__all__ = ["DivergedError", "run"]
 
 log = logging.getLogger("alexnet_keras")
 
 
 # ----------------------------------------------------------------------------- setup
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
 
 
 class _Stop:
@@ -217,7 +222,14 @@ class Trainer:
                 if step >= self.steps:
                     break
                 self.optimizer.learning_rate.assign(self.schedule(state["global_step"]))
-                sums += [float(t) for t in self._train_step(x, y)]
+                values = [float(t) for t in self._train_step(x, y)]
+                if not math.isfinite(values[0]):
+                    raise DivergedError(
+                        f"training diverged at step {state['global_step'] + 1}: the loss is "
+                        f"{values[0]}; lower --lr (now {self.schedule(state['global_step']):g}). "
+                        f"The last good checkpoint in {self.checkpoints.folder} is kept"
+                    )
+                sums += values
                 state.update(step_in_epoch=step + 1, global_step=state["global_step"] + 1)
                 seen += c["batch_size"]
                 if (step + 1) % c["log_every"] == 0 or step + 1 == self.steps:

@@ -111,3 +111,14 @@ def test_a_new_head_that_the_config_freezes(tmp_path, imagenet_weights):  # noqa
     fails(["finetune", "--dataset", f"folder:{require(MINI)}", "--weights", str(imagenet_weights),
            "--config", str(config), "--model-dir", str(tmp_path / "m"), *QUICK],
           "1000 classes", "has 10", "must train")  # fmt: skip
+
+
+def test_a_diverging_run_stops_with_exit_1_and_says_why(tmp_path):
+    result = CliRunner().invoke(cli, ["finetune", "--dataset", f"folder:{require(MINI)}",
+                                      "--weights", "none", "--lr", "1e6", "--model-dir",
+                                      str(tmp_path / "m"), "--epochs", "1", "--steps-per-epoch",
+                                      "4", "--batch-size", "4", "--eval-steps", "1"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert "diverged at step" in line and "lower --lr" in line
+    assert not (tmp_path / "m" / "model.weights.h5").exists()
