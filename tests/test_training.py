@@ -124,6 +124,7 @@ def test_cache_features_trains_the_head_on_cached_fc7(imagenet_weights, tmp_path
     assert again.exit_code == 0 and "reusing cached features" in again.output
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_run(imagenet_weights, tmp_path):
     require(MINI)
     out = tmp_path / "run"
@@ -136,6 +137,7 @@ def test_bf16_mixed_precision_run(imagenet_weights, tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
 
 
+@pytest.mark.slow
 def test_the_python_api_example_runs(tmp_path):
     require(TFDS)
     import importlib.util
