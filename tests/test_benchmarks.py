@@ -30,3 +30,15 @@ def test_bench_convert_runs(tmp_path, capsys):
     out = tmp_path / "convert.json"
     assert module.main(["--repeats", "1", "--dir", str(tmp_path), "--json", str(out)]) == 0
     assert "peak RSS" in capsys.readouterr().out and out.exists()
+
+
+@pytest.mark.slow
+def test_bench_train_runs(tmp_path, capsys, imagenet_dir):
+    path = BENCH.with_name("bench_train.py")
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--batch", "4", "--rounds", "1", "--steps", "1", "--data", str(imagenet_dir),
+            "--model-dir", str(tmp_path)]  # fmt: skip
+    assert module.main(argv) == 0
+    assert "trainer / raw step" in capsys.readouterr().out
