@@ -12,6 +12,7 @@ import sys
 import click
 
 from alexnet_keras import _runtime
+from alexnet_keras.variants import WEIGHTED_LAYERS
 
 __all__ = ["cli"]
 
@@ -146,7 +147,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
     ($ALEXNET_KERAS_HOME overrides the folder; -o overrides the path).
     """
     from alexnet_keras import registry
-    from alexnet_keras.converters.convert import convert_file, read_source
+    from alexnet_keras.converters.convert import convert_file
 
     if not os.path.exists(src) and src in registry.release_names():
         cached = registry.converted_path(src)
@@ -176,7 +177,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
         _quiet_tensorflow()
         from alexnet_keras.converters.verify import verify
 
-        result = verify(report.output, read_source(src, fmt), verify_images, verify_count)
+        result = verify(report.output, report.net, verify_images, verify_count)
         click.echo(str(result))
         if not result.passed:
             _fail(
@@ -208,8 +209,7 @@ def _training_options(fn):
         click.option("--freeze-backbone", is_flag=True, default=None,
                      help="Train fc6..fc8 only."),
         click.option("--trainable-from",
-                     type=click.Choice(["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7",
-                                        "fc8"]),
+                     type=click.Choice(WEIGHTED_LAYERS),
                      help="Freeze every layer below this one."),
         click.option("--mixed-precision", type=click.Choice(["bf16", "fp16"])),
         click.option("--model-dir", help="Checkpoints, logs and weights; rerun to resume."),

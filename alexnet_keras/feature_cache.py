@@ -27,7 +27,8 @@ _NEEDS = {"fc7": "fc8", "pool5": "fc6"}
 
 def _check(config):
     layer = config["feature_layer"]
-    order = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+    from alexnet_keras.variants import WEIGHTED_LAYERS as order
+
     frozen_until = config["trainable_from"]
     if frozen_until is None or order.index(frozen_until) < order.index(_NEEDS[layer]):
         raise ValueError(

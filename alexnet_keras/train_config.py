@@ -12,6 +12,7 @@ import datetime
 import pathlib
 
 from alexnet_keras import config_file
+from alexnet_keras.variants import WEIGHTED_LAYERS
 
 __all__ = ["DEFAULTS", "MUTABLE", "check_resume", "resolve"]
 
@@ -75,7 +76,7 @@ CHOICES = {
     "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
     "feature_layer": ("fc7", "pool5"),
     "variant": (None, "bvlc", "caffenet", "chm2012"),
-    "trainable_from": (None, "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"),
+    "trainable_from": (None, *WEIGHTED_LAYERS),
 }
 POSITIVE = ("epochs", "batch_size", "checkpoint_every", "max_to_keep", "cpu_devices", "log_every")
 

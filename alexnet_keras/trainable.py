@@ -1,12 +1,10 @@
 """The model a run trains: initial weights, a new head, frozen layers, per-variable factors."""
 
-import logging
 import os
 
-__all__ = ["WEIGHTED", "build_model", "freeze", "gradient_factors"]
+from alexnet_keras.variants import WEIGHTED_LAYERS as WEIGHTED
 
-log = logging.getLogger("alexnet_keras")
-WEIGHTED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+__all__ = ["WEIGHTED", "build_model", "freeze", "gradient_factors"]
 
 
 def _weights_path(weights):

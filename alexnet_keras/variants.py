@@ -191,6 +191,9 @@ CHM2012 = VariantSpec(
 VARIANTS = {spec.name: spec for spec in (BVLC, CAFFENET, CHM2012)}
 
 # The classifier is the same in every variant: fc6 4096, fc7 4096, fc8 classes.
+# The layers that carry weights, in network order: the names every weights
+# file, converter and trainer agree on (design.md §4).
+WEIGHTED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 FC_UNITS = 4096
 DROPOUT_RATE = 0.5
 

@@ -18,7 +18,6 @@ import importlib.util
 import pathlib
 import statistics
 import sys
-import time
 
 import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF loads)
 
@@ -30,11 +29,11 @@ from alexnet_keras import data, train_config, trainable, training
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def raw_bench(batch):
+def bench_model():
     spec = importlib.util.spec_from_file_location("bench_model", HERE / "bench_model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.KerasBench("shipped", batch)
+    return module
 
 
 def trainer_steps(folder, batch, model_dir):
@@ -70,15 +69,6 @@ def trainer_steps(folder, batch, model_dir):
     return step
 
 
-def timed(fn, n):
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -87,7 +77,9 @@ def main(argv=None):
     parser.add_argument("--data", default=str(HERE.parents[1] / "shared/data/imagenet-sample"))
     parser.add_argument("--model-dir", default="/tmp/bench_train")
     args = parser.parse_args(argv)
-    raw = raw_bench(args.batch)
+    harness = bench_model()
+    timed = harness.time_calls
+    raw = harness.KerasBench("shipped", args.batch)
     trainer = trainer_steps(args.data, args.batch, args.model_dir)
     for fn in (raw.train, trainer):  # trace and warm up
         timed(fn, 2)

@@ -71,13 +71,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from alexnet_keras import registry
-    from alexnet_keras.converters.convert import convert_file, read_source
+    from alexnet_keras.converters.convert import convert_file
     from alexnet_keras.converters.verify import verify
 
     try:
         report = convert_file(args.src, args.output, variant=args.variant, prototxt=args.prototxt)
         print(report)
-        result = verify(report.output, read_source(args.src), args.images, args.count)
+        result = verify(report.output, report.net, args.images, args.count)
         print(result)
         release = args.release or report.release
         known = registry.get_release(release) if release else None

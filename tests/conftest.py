@@ -16,6 +16,20 @@ SHARED = pathlib.Path(
 IMAGENET_SAMPLE = SHARED / "data" / "imagenet-sample"
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path):
+    """Imports a repository script (benchmarks/, converters/, examples/) as a module."""
+    import importlib.util
+
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def require(path):
     if not path.exists():
         pytest.skip(f"needs {path} (the project's shared data folder)")

@@ -1,18 +1,13 @@
 """The benchmark scripts run (tiny settings; timings are never asserted)."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_model.py"
+from tests.conftest import load_script
 
 
 @pytest.mark.slow
 def test_bench_model_runs(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_model", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_model.py")
     out = tmp_path / "bench.json"
     argv = ["--batch", "2", "--rounds", "1", "--steps", "1", "--warmup", "1"]
     assert module.main([*argv, "--only", "keras,keras-stock", "--json", str(out)]) == 0
@@ -23,10 +18,7 @@ def test_bench_model_runs(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_convert_runs(tmp_path, capsys):
-    path = BENCH.with_name("bench_convert.py")
-    spec = importlib.util.spec_from_file_location("bench_convert", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_convert.py")
     out = tmp_path / "convert.json"
     assert module.main(["--repeats", "1", "--dir", str(tmp_path), "--json", str(out)]) == 0
     assert "peak RSS" in capsys.readouterr().out and out.exists()
@@ -34,10 +26,7 @@ def test_bench_convert_runs(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_train_runs(tmp_path, capsys, imagenet_dir):
-    path = BENCH.with_name("bench_train.py")
-    spec = importlib.util.spec_from_file_location("bench_train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_train.py")
     argv = ["--batch", "4", "--rounds", "1", "--steps", "1", "--data", str(imagenet_dir),
             "--model-dir", str(tmp_path)]  # fmt: skip
     assert module.main(argv) == 0

@@ -12,7 +12,6 @@ real ImageNet images; the fc8 logits must match `reference.caffe_forward`
 import dataclasses
 import hashlib
 import json
-import pathlib
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from alexnet_keras.converters.convert import convert_file
 from alexnet_keras.converters.source import SourceLayer, SourceNet
 from tests import caffe_files
 from tests import reference as ref
+from tests.conftest import load_script
 from tests.loopback import closed_port, serve
 from tests.npy_files import keras_to_npy_dict, write_py2_npy
 from tests.test_reference import CAFFE_TARGETS, caffe_to_keras, rel_err
@@ -289,20 +289,10 @@ def test_release_name_offline_says_what_to_download(monkeypatch, tmp_path):
     assert str(tmp_path / "home" / "downloads") in message
 
 
-def _load_script(name):
-    import importlib.util
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "converters" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_convert_bvlc_script_checks_parity_and_fills_the_manifest(
     converted, imagenet_dir, tmp_path, monkeypatch, capsys
 ):
-    script = _load_script("convert_bvlc")
+    script = load_script("converters/convert_bvlc.py")
     manifests = [tmp_path / "weights.json", tmp_path / "package.json"]
     doc = json.loads(script.MANIFESTS[0].read_text())
     monkeypatch.setattr(script, "MANIFESTS", manifests)

@@ -2,7 +2,6 @@
 
 import doctest
 import importlib
-import importlib.util
 import logging
 import pathlib
 import struct
@@ -23,7 +22,7 @@ from alexnet_keras.data import (
 )
 from alexnet_keras.data_sources import raw_source
 from alexnet_keras.image_folder import holdout_mask, seeded_permutation
-from tests.conftest import IMAGENET_SAMPLE, SHARED, require
+from tests.conftest import IMAGENET_SAMPLE, SHARED, load_script, require
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TFDS_DIR = SHARED / "data" / "tfds"
@@ -502,10 +501,7 @@ def test_seeded_permutation():
 @pytest.mark.slow
 def test_bench_input_runs(tmp_path, capsys):
     require(IMAGENET_SAMPLE)
-    path = ROOT / "benchmarks" / "bench_input.py"
-    spec = importlib.util.spec_from_file_location("bench_input", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_input.py")
     out = tmp_path / "input.json"
     argv = ["--batch", "2", "--warmup", "1", "--batches", "1", "--windows", "1"]
     assert module.main([*argv, "--only", "imagenet-sample,cifar10", "--json", str(out)]) == 0

@@ -16,7 +16,7 @@ import alexnet_keras
 from alexnet_keras.cli import cli
 from alexnet_keras.geometry import layer_plan
 from alexnet_keras.weights import read_arrays, write_arrays
-from tests.conftest import SHARED, require
+from tests.conftest import SHARED, load_script, require
 
 MINI = SHARED / "data" / "cifar10-mini"
 TFDS = SHARED / "data" / "tfds"
@@ -140,12 +140,7 @@ def test_bf16_mixed_precision_run(imagenet_weights, tmp_path):
 @pytest.mark.slow
 def test_the_python_api_example_runs(tmp_path):
     require(TFDS)
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "finetune_cifar10.py")
-    spec = importlib.util.spec_from_file_location("finetune_cifar10", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("examples/finetune_cifar10.py")
     module.main(["--data-dir", str(TFDS), "--weights", "none", "--epochs", "1",
                  "--steps-per-epoch", "1", "--eval-steps", "1", "--batch-size", "4",
                  "--model-dir", str(tmp_path / "ex")])  # fmt: skip

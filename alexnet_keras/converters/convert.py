@@ -38,6 +38,7 @@ class ConversionReport:
     notes: list = dataclasses.field(default_factory=list)
     warnings: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    net: object = dataclasses.field(default=None, repr=False)  # the source, for `verify`
 
     def __str__(self):
         if self.release:
@@ -243,6 +244,7 @@ def convert_file(
         notes=notes,
         warnings=warnings,
         seconds=time.perf_counter() - start,
+        net=net,
     )
 
 

@@ -24,7 +24,7 @@ from alexnet_keras.geometry import layer_plan
 
 __all__ = ["Mapping", "caffe_blobs", "detect_variant", "to_keras"]
 
-WEIGHTED = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+WEIGHTED = V.WEIGHTED_LAYERS
 CAFFE_VARIANTS = ("bvlc", "caffenet")
 _FC6_GRID = 6  # pool5 is 6x6x256 in every release
 
