@@ -323,5 +323,78 @@ def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as
     click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
 
 
+@cli.command()
+@click.option(
+    "--weights", default="bvlc_alexnet", show_default=True, help="A .weights.h5 or a release name."
+)
+@click.argument("images", nargs=-1, required=True)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per image."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@_user_errors
+def predict(weights, images, top, as_json, ten_crop, batch_size):
+    """Print the top labels and scores of each image.
+
+    IMAGES are JPEG/PNG/BMP/GIF files or folders (searched recursively).
+    The preprocessing is the weights' own: shorter side 256, the centre crop
+    (or ten crops), colour order and mean.
+    """  # fmt: skip
+    _quiet_tensorflow()
+    import json
+
+    from alexnet_keras.prediction import format_predictions, predict_files
+
+    results = predict_files(weights, images, top=top, ten_crop=ten_crop, batch_size=batch_size,
+                            progress=sys.stderr)  # fmt: skip
+    click.echo(json.dumps(results, indent=2) if as_json else format_predictions(results))
+
+
+@cli.command()
+@click.option("--weights", required=True, help="A .weights.h5 or a release name.")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(),
+    help="The version folder TF Serving loads: <base>/<model_name>/<version>; "
+    "a .tflite file with --format tflite.",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per response."
+)
+@click.option(
+    "--input-size",
+    type=click.IntRange(224, 227),
+    default=None,
+    help="The crop size (224..227); default: the weights'.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["saved_model", "tflite"]),
+    default="saved_model",
+    show_default=True,
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@_user_errors
+def export(weights, output, top_k, input_size, fmt, overwrite):
+    """Export a SavedModel for TF Serving that takes encoded image bytes.
+
+    Signatures: serving_default (image_bytes: JPEG/PNG/GIF/BMP/WebP strings
+    of any size) and predict_images (float32 RGB 0..255 images). Both decode,
+    resize, crop and normalise in the graph, and return probabilities and the
+    top-k indices, scores and labels. --format tflite writes a LiteRT model
+    that takes RGB pixels resized to a shorter side of 256.
+    """  # fmt: skip
+    _quiet_tensorflow()
+    from alexnet_keras.export import export_model
+
+    report = export_model(weights, output, top_k=top_k, input_size=input_size, fmt=fmt,
+                          overwrite=overwrite)  # fmt: skip
+    click.echo(str(report))
+
+
 def main():  # pragma: no cover - console-script entry
     cli(prog_name="alexnet-keras")

@@ -32,9 +32,12 @@ __all__ = [
     "IMAGENET_PCA_EIGVAL",
     "IMAGENET_PCA_EIGVEC",
     "DatasetInfo",
+    "center_crop_tensor",
     "dataset_summary",
     "eval_pipeline",
     "open_dataset",
+    "preprocess_fn",
+    "resize_shorter",
     "train_pipeline",
 ]
 
@@ -62,8 +65,17 @@ def _check_sizes(input_size, batch_size, resize):
         raise ValueError(f"Expected a positive batch_size. Received: batch_size={batch_size}")
 
 
-def _preprocess_fn(preprocessing, input_size):
-    """The weights' preprocessing as a tensor function (`preprocess_input` semantics)."""
+def preprocess_fn(preprocessing, input_size):
+    """The weights' preprocessing as a tensor function (`preprocess_input` semantics).
+
+    Args:
+        preprocessing: the weights' metadata `{"color_order", "mean"}`, a
+            variant name, or `None` (identity).
+        input_size: the crop size; a per-pixel mean must be that size.
+
+    Returns:
+        A function of float32 RGB 0..255 crops, `(..., S, S, 3)`.
+    """
     if preprocessing is None:
         return lambda x: x
     if isinstance(preprocessing, str):
@@ -97,13 +109,36 @@ def _preprocess_fn(preprocessing, input_size):
     return preprocess
 
 
-def _resize_shorter(image, size):
-    """Shorter side to `size`, as `preprocessing.load_image` does (same rounding)."""
+def resize_shorter(image, size):
+    """Shorter side to `size`, as `preprocessing.load_image` does (same rounding).
+
+    Args:
+        image: float `(H, W, C)` or a batch `(N, H, W, C)`.
+        size: the shorter side after resizing (bilinear, antialiased).
+
+    Returns:
+        The resized image or batch.
+    """
     shape = tf.shape(image)
-    h, w = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
+    h, w = tf.cast(shape[-3], tf.float64), tf.cast(shape[-2], tf.float64)
     scale = size / tf.minimum(h, w)
     new = tf.maximum(size, tf.cast(tf.round(tf.stack([h, w]) * scale), tf.int32))
     return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+def center_crop_tensor(image, size):
+    """The centre `size` crop of `(H, W, C)` or `(N, H, W, C)`, at Caffe's offset.
+
+    The tensor twin of `preprocessing.center_crop`: offsets `(H - size) // 2`
+    and `(W - size) // 2`.
+    """
+    shape = tf.shape(image)
+    top, left = (shape[-3] - size) // 2, (shape[-2] - size) // 2
+    crop = image[..., top : top + size, left : left + size, :]
+    static = crop.shape.as_list()
+    static[-3:-1] = [size, size]
+    crop.set_shape(static)
+    return crop
 
 
 def _elements(ds):
@@ -188,7 +223,7 @@ def train_pipeline(
     _check_sizes(input_size, batch_size, resize)
     if skip_batches < 0:
         raise ValueError(f"Expected skip_batches >= 0. Received: skip_batches={skip_batches}")
-    preprocess = _preprocess_fn(preprocessing, input_size)
+    preprocess = preprocess_fn(preprocessing, input_size)
     seed, epoch = (0 if seed is None else int(seed)), int(epoch)
     base_seed = tf.constant([seed, epoch], tf.int64)
     eigvec = tf.constant(IMAGENET_PCA_EIGVEC, tf.float32) * 255.0
@@ -198,7 +233,7 @@ def train_pipeline(
         seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base_seed, index), 3
         )
-        x = _resize_shorter(tf.cast(image, tf.float32), resize)
+        x = resize_shorter(tf.cast(image, tf.float32), resize)
         x = tf.image.stateless_random_crop(x, [input_size, input_size, 3], seed=seeds[0])
         if flip:
             x = tf.image.stateless_random_flip_left_right(x, seed=seeds[1])
@@ -285,20 +320,19 @@ def eval_pipeline(
     (4, 10, 227, 227, 3)
     """
     _check_sizes(input_size, batch_size, resize)
-    preprocess = _preprocess_fn(preprocessing, input_size)
+    preprocess = preprocess_fn(preprocessing, input_size)
     size = input_size
 
     def views(image, label):
-        x = _resize_shorter(tf.cast(image, tf.float32), resize)
-        h, w = tf.shape(x)[0], tf.shape(x)[1]
-        top, left = (h - size) // 2, (w - size) // 2
-        crop = lambda y, x0: tf.slice(x, [y, x0, 0], [size, size, 3])
+        x = resize_shorter(tf.cast(image, tf.float32), resize)
         if ten_crop:
+            h, w = tf.shape(x)[0], tf.shape(x)[1]
+            crop = lambda y, x0: tf.slice(x, [y, x0, 0], [size, size, 3])
             crops = [crop(0, 0), crop(0, w - size), crop(h - size, 0)]
-            crops += [crop(h - size, w - size), crop(top, left)]
+            crops += [crop(h - size, w - size), center_crop_tensor(x, size)]
             x = tf.stack(crops + [tf.reverse(c, axis=[1]) for c in crops])
         else:
-            x = crop(top, left)
+            x = center_crop_tensor(x, size)
         return preprocess(x), tf.cast(label, tf.int32)
 
     out = _elements(ds).map(views, num_parallel_calls=num_parallel, deterministic=True)

@@ -22,6 +22,7 @@ __all__ = [
     "FolderListing",
     "check_image",
     "holdout_mask",
+    "image_files",
     "list_image_folder",
     "seeded_permutation",
 ]
@@ -182,7 +183,7 @@ def _subfolders(path):
         return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
-def _image_files(folder):
+def image_files(folder):
     """Image files under `folder`, recursively, in sorted order."""
     files = []
     for top, dirs, names in os.walk(folder, followlinks=True):
@@ -201,7 +202,7 @@ def _list_folder(root, class_names, strict):
     for label, name in enumerate(class_names):
         class_dir = os.path.join(root, name)
         if os.path.isdir(class_dir):
-            files = _image_files(class_dir)
+            files = image_files(class_dir)
             paths += files
             labels += [label] * len(files)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:

@@ -1,0 +1,172 @@
+"""`alexnet-keras predict`: top-k labels for image files and folders.
+
+Images go through the evaluation preprocessing of the weights' metadata:
+`load_image` (shorter side 256), the centre crop or ten crops, the colour
+order and mean. Every file is checked before the model is built, so a bad
+file fails fast, by name.
+"""
+
+import concurrent.futures
+import pathlib
+import time
+
+import numpy as np
+
+from alexnet_keras.image_folder import IMAGE_EXTENSIONS, check_image, image_files
+
+__all__ = ["collect_images", "format_predictions", "predict_files"]
+
+_DECODE_THREADS = 4
+
+
+def collect_images(paths):
+    """The image files named by `paths`: files as given, folders searched recursively.
+
+    Folders contribute files with an image extension (`.jpg`, `.jpeg`, `.png`,
+    `.bmp`, `.gif`), in sorted order; hidden files and folders are skipped.
+    Every file is then checked from its first and last bytes.
+
+    Raises:
+        ValueError: a path that does not exist, a folder without images, or
+            a file that is not a whole JPEG/PNG/BMP/GIF image.
+
+    Example:
+
+    >>> from alexnet_keras.prediction import collect_images
+    >>> len(collect_images(["../shared/data/cifar10-mini/test/cat"]))
+    10
+    """
+    files = []
+    for path in map(pathlib.Path, paths):
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise ValueError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += map(pathlib.Path, found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    for file in files:
+        problem = check_image(file)
+        if problem is not None:
+            raise ValueError(f"{file}: {problem}")
+    return files
+
+
+class _Progress:
+    """`n/total images, img/s, ETA` on stderr; one rewritten line on a terminal."""
+
+    def __init__(self, total, stream):
+        self.total, self.stream, self.start = total, stream, time.perf_counter()
+        self.tty = stream is not None and stream.isatty()
+        self.last = 0.0
+
+    def update(self, done):
+        if self.stream is None:
+            return
+        now = time.perf_counter()
+        final = done == self.total
+        if not (final or self.tty or now - self.last >= 5.0):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate else 0.0
+        line = f"predict: {done}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f} s"
+        end = "\n" if final or not self.tty else ""
+        self.stream.write(("\r" if self.tty else "") + line + end)
+        self.stream.flush()
+
+
+def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progress=None):
+    """Classifies image files.
+
+    Args:
+        weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
+        paths: image files and folders (see `collect_images`).
+        top: labels per image.
+        ten_crop: average the softmax over ten crops (corners, centre, mirrors).
+        batch_size: images per forward pass.
+        progress: a stream for progress lines (e.g. `sys.stderr`), shown when
+            there is more than one batch; `None` for silence.
+
+    Returns:
+        One dict per image, in input order: `image` (the path) and `top`, a
+        list of `{"index", "label", "id", "score"}`, best first (`id` is the
+        class id, a WordNet id for ImageNet, or `None`).
+
+    Example:
+
+    >>> import os, tempfile, alexnet_keras
+    >>> from alexnet_keras import weights
+    >>> from alexnet_keras.prediction import predict_files
+    >>> path = weights.save_weights(alexnet_keras.AlexNet(),
+    ...     os.path.join(tempfile.mkdtemp(), "m.weights.h5"), variant="bvlc")
+    >>> result = predict_files(path, ["../shared/data/imagenet-sample/n01440764"], top=2)
+    >>> len(result), len(result[0]["top"])
+    (1, 2)
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"--top must be a positive integer. Received: {top!r}")
+    files = collect_images(paths)
+    import tensorflow as tf
+
+    from alexnet_keras.data import preprocess_fn
+    from alexnet_keras.model import AlexNet, _resolve_weights
+    from alexnet_keras.preprocessing import center_crop, load_image
+    from alexnet_keras.preprocessing import ten_crop as ten_views
+    from alexnet_keras.serving import class_labels
+    from alexnet_keras.weights import read_metadata
+
+    path = _resolve_weights(weights)
+    meta = read_metadata(path)
+    labels = class_labels(meta)
+    names = meta.get("class_names")
+    if names is None and meta["classes"] == 1000:
+        from alexnet_keras.preprocessing import imagenet_classes
+
+        names = imagenet_classes()
+    ids = [n[0] if isinstance(n, (list, tuple)) else None for n in (names or labels)]
+    top = min(top, meta["classes"])
+    size = meta["input_size"]
+    model = AlexNet(weights=path)
+    preprocess = preprocess_fn(meta.get("preprocessing") or meta["variant"], size)
+
+    @tf.function(reduce_retracing=True)
+    def probabilities(x):
+        if ten_crop:
+            flat = model(preprocess(tf.reshape(x, [-1, size, size, 3])), training=False)
+            return tf.reduce_mean(tf.reshape(flat, [-1, 10, meta["classes"]]), axis=1)
+        return model(preprocess(x), training=False)
+
+    def views(file):
+        image = load_image(file)
+        return ten_views(image, size) if ten_crop else center_crop(image, size)
+
+    meter = _Progress(len(files), progress if len(files) > batch_size else None)
+    results = []
+    with concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
+        decoded = pool.map(views, files)
+        for start in range(0, len(files), batch_size):
+            batch = [next(decoded) for _ in files[start : start + batch_size]]
+            probs = probabilities(tf.constant(np.stack(batch))).numpy()
+            for file, row in zip(files[start : start + batch_size], probs, strict=True):
+                order = np.argsort(-row, kind="stable")[:top]
+                results.append({
+                    "image": str(file),
+                    "top": [{"index": int(i), "label": labels[i], "id": ids[i],
+                             "score": float(row[i])} for i in order],
+                })  # fmt: skip
+            meter.update(len(results))
+    return results
+
+
+def format_predictions(results):
+    """The text `predict` prints: each image, then its labels and scores."""
+    lines = []
+    for r in results:
+        lines.append(r["image"])
+        for t in r["top"]:
+            name = f"{t['id']} {t['label']}" if t["id"] else t["label"]
+            lines.append(f"  {t['score']:.4f}  {name}")
+    return "\n".join(lines)

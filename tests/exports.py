@@ -1,0 +1,73 @@
+"""Weights files and their SavedModel exports for the serving tests.
+
+The random weights have a sharpened fc8, so the softmax is far from uniform
+and a preprocessing mistake moves the probabilities by much more than 1e-5.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+from click.testing import CliRunner
+
+import alexnet_keras
+from alexnet_keras import weights as weights_file
+from alexnet_keras.cli import cli
+
+CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]  # fmt: skip
+FC8_GAIN = 12.0
+
+
+@dataclasses.dataclass
+class Export:
+    weights: pathlib.Path
+    folder: pathlib.Path
+    meta: dict
+    labels: list
+
+
+def make_weights(path, variant, classes, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = alexnet_keras.AlexNet(variant=variant, classes=classes)
+    fc8 = model.get_layer("fc8")
+    fc8.set_weights([w * FC8_GAIN for w in fc8.get_weights()])
+    names, preprocessing = None, None
+    if variant == "chm2012":
+        names = CIFAR_NAMES[:classes]
+        size = model.input_shape[1]
+        mean = np.random.default_rng(seed).uniform(90, 150, (size, size, 3)).round(3)
+        preprocessing = {"color_order": "RGB", "mean": mean.tolist()}
+    weights_file.save_weights(model, path, variant=variant, class_names=names,
+                              preprocessing=preprocessing)  # fmt: skip
+    return path
+
+
+def export(weights, folder, *extra):
+    result = CliRunner().invoke(cli, ["export", "--weights", str(weights), "--output", str(folder),
+                                      *extra])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def make(tmp, variant, classes):
+    from alexnet_keras.serving import class_labels
+
+    weights = make_weights(tmp / f"{variant}.weights.h5", variant, classes)
+    folder = tmp / "models" / "alexnet" / "1"
+    export(weights, folder)
+    meta = weights_file.read_metadata(weights)
+    return Export(weights, folder, meta, class_labels(meta))
+
+
+def reference_probabilities(export_, files):
+    """`AlexNet` + `preprocess_input` on `load_image` + `center_crop` pixels."""
+    meta = export_.meta
+    model = alexnet_keras.AlexNet(weights=export_.weights)
+    size = meta["input_size"]
+    crops = np.stack([alexnet_keras.center_crop(alexnet_keras.load_image(f), size) for f in files])
+    x = alexnet_keras.preprocess_input(crops, variant=meta["variant"],
+                                       mean=meta["preprocessing"]["mean"])  # fmt: skip
+    return model.predict(x, verbose=0)
