@@ -213,15 +213,18 @@ class ServingModule(tf.Module):
     def _crop(self, image):
         return center_crop_tensor(resize_shorter(image, RESIZE), self._size)
 
-    def _serve_bytes(self, image_bytes):
+    def decode_batch(self, image_bytes):
+        """Encoded images `[N]` to checked, resized, centre-cropped RGB `[N, S, S, 3]`."""
         n = tf.shape(image_bytes, out_type=tf.int32)[0]
-        crops = tf.map_fn(
+        return tf.map_fn(
             lambda args: self._crop(_decode_one(*args)),
             (tf.range(n), image_bytes),
             fn_output_signature=tf.TensorSpec([self._size, self._size, 3], tf.float32),
             parallel_iterations=16,
         )
-        return self.classify(crops)
+
+    def _serve_bytes(self, image_bytes):
+        return self.classify(self.decode_batch(image_bytes))
 
     def _predict_images(self, images):
         with tf.control_dependencies([_check_size(tf.shape(images)[1:3], "images")]):

@@ -31,3 +31,13 @@ def test_bench_train_runs(tmp_path, capsys, imagenet_dir):
             "--model-dir", str(tmp_path)]  # fmt: skip
     assert module.main(argv) == 0
     assert "trainer / raw step" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_serving_runs(tmp_path, capsys, imagenet_dir):
+    module = load_script("benchmarks/bench_serving.py")
+    out = tmp_path / "serving.json"
+    argv = ["--rounds", "1", "--calls", "1", "--batches", "1,2", "--requests", "2",
+            "--data", str(imagenet_dir), "--json", str(out)]  # fmt: skip
+    assert module.main(argv) == 0
+    assert "serving_default@2 / raw model@2" in capsys.readouterr().out and out.exists()

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import alexnet_keras
-from alexnet_keras import data_sources
+from alexnet_keras import data, data_sources
 from alexnet_keras.data import (
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,
@@ -506,3 +506,17 @@ def test_bench_input_runs(tmp_path, capsys):
     argv = ["--batch", "2", "--warmup", "1", "--batches", "1", "--windows", "1"]
     assert module.main([*argv, "--only", "imagenet-sample,cifar10", "--json", str(out)]) == 0
     assert "imagenet-sample  train" in capsys.readouterr().out and out.exists()
+
+
+@pytest.mark.parametrize("shape", [(256, 300, 3), (341, 256, 3), (2, 256, 256, 3), (256, 256, 3)])
+def test_resize_shorter_at_256_is_the_resize_bit_for_bit(shape, rng):
+    """The identity shortcut: what tf.image.resize computes at scale 1, to the last bit."""
+    x = tf.constant(rng.uniform(0, 255, shape).astype(np.float32))
+    full = tf.image.resize(x, shape[-3:-1], method="bilinear", antialias=True)
+    np.testing.assert_array_equal(data.resize_shorter(x, 256).numpy(), full.numpy())
+
+
+def test_resize_shorter_resizes_other_sizes(rng):
+    x = tf.constant(rng.uniform(0, 255, (2, 200, 300, 3)).astype(np.float32))
+    out = data.resize_shorter(x, 256)
+    np.testing.assert_array_equal(out.numpy(), tf.image.resize(x, (256, 384), antialias=True))

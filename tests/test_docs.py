@@ -22,6 +22,9 @@ MODULES = [
     "alexnet_keras.converters.caffemodel",
     "alexnet_keras.converters.prototxt",
     "alexnet_keras.converters.convert",
+    "alexnet_keras.serving",
+    "alexnet_keras.export",
+    "alexnet_keras.prediction",
 ]
 
 

@@ -230,22 +230,17 @@ def test_tflite_matches_the_keras_model(tmp_path, imagenet_dir):
     """LiteRT: pixels at shorter side 256 in; crop, colour, mean, softmax, top-k inside."""
     import alexnet_keras
 
-    export_ = exports.Export(exports.make_weights(tmp_path / "c.weights.h5", "chm2012", 10),
-                             tmp_path / "m.tflite", None, exports.CIFAR_NAMES)  # fmt: skip
-    from alexnet_keras.weights import read_metadata
-
-    export_.meta = read_metadata(export_.weights)
+    weights = exports.make_weights(tmp_path / "c.weights.h5", "chm2012", 10)
+    meta = alexnet_keras.weights.read_metadata(weights)
+    export_ = exports.Export(weights, tmp_path / "m.tflite", meta, exports.CIFAR_NAMES)
     result = exports.export(export_.weights, export_.folder, "--format", "tflite")
     assert "LiteRT" in result.output
     files = sample_files(imagenet_dir, 3)
     want = exports.reference_probabilities(export_, files)
     interpreter = tf.lite.Interpreter(model_path=str(export_.folder))
     runner = interpreter.get_signature_runner("serving_default")
-    for f, row in zip(files, want, strict=True):
+    for f, row in zip(files, want, strict=True):  # the runner resizes its input per call
         image = alexnet_keras.load_image(f)
-        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
-                                        [1, *image.shape])  # fmt: skip
-        interpreter.allocate_tensors()
         out = runner(images=image[None])
         np.testing.assert_allclose(out["probabilities"][0], row, atol=1e-5)
         top = np.argsort(-row, kind="stable")[:5]
