@@ -108,6 +108,17 @@ def _replace(tmp, output):
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
+def _mean_shape(preprocessing):
+    if not isinstance(preprocessing, dict):
+        return (3,)
+    mean = preprocessing.get("mean", (0.0, 0.0, 0.0))
+    shape = []
+    while isinstance(mean, (list, tuple)):
+        shape.append(len(mean))
+        mean = mean[0] if mean else None
+    return tuple(shape)
+
+
 def _build(weights, input_size, top_k):
     from alexnet_keras.model import AlexNet, _resolve_weights
     from alexnet_keras.serving import ServingModule, class_labels
@@ -120,6 +131,12 @@ def _build(weights, input_size, top_k):
         raise ValueError(f"--input-size must be 224..227 (fc6 needs a 6x6 pool5). Received: {size}")
     labels = class_labels(meta)
     preprocessing = meta.get("preprocessing") or meta["variant"]
+    mean_shape = _mean_shape(preprocessing)
+    if len(mean_shape) == 3 and mean_shape[0] != size:
+        raise ValueError(
+            f"{path}: its mean image is {mean_shape[0]}x{mean_shape[1]}, so it serves at "
+            f"--input-size {mean_shape[0]} only. Received: --input-size {size}"
+        )
     model = AlexNet(weights=path, input_shape=(size, size, 3))
     module = ServingModule(model, preprocessing=preprocessing, labels=labels, top_k=top_k)
     return path, meta, size, model, module

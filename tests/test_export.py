@@ -219,6 +219,13 @@ def test_bad_weights_exit_2_naming_the_file(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_mean_image_fixes_the_input_size(chm_export, tmp_path):
+    args = ["--weights", chm_export.weights, "--output", tmp_path / "m" / "1", "--input-size", 227]
+    result = CliRunner().invoke(cli, ["export", *map(str, args)])
+    assert result.exit_code == 2 and str(chm_export.weights) in result.output
+    assert "mean image is 224x224" in result.output and not (tmp_path / "m").exists()
+
+
 def test_a_version_folder_that_is_not_a_number_is_noted(tmp_path):
     weights = exports.make_weights(tmp_path / "m.weights.h5", "bvlc", classes=10)
     result = exports.export(weights, tmp_path / "alexnet" / "latest")
