@@ -129,7 +129,10 @@ def _build(weights, input_size, top_k):
     size = int(input_size or meta["input_size"])
     if size not in (224, 225, 226, 227):
         raise ValueError(f"--input-size must be 224..227 (fc6 needs a 6x6 pool5). Received: {size}")
-    labels = class_labels(meta)
+    try:
+        labels = class_labels(meta)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     preprocessing = meta.get("preprocessing") or meta["variant"]
     mean_shape = _mean_shape(preprocessing)
     if len(mean_shape) == 3 and mean_shape[0] != size:

@@ -120,7 +120,10 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
 
     path = _resolve_weights(weights)
     meta = read_metadata(path)
-    labels = class_labels(meta)
+    try:
+        labels = class_labels(meta)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     names = meta.get("class_names")
     if names is None and meta["classes"] == 1000:
         from alexnet_keras.preprocessing import imagenet_classes
