@@ -396,5 +396,34 @@ def export(weights, output, top_k, input_size, fmt, overwrite):
     click.echo(str(report))
 
 
+@cli.group()
+def chm():
+    """The CHM 2012 cuda-convnet release: its cfg "parameter files"."""
+
+
+@chm.command("summary")
+@click.argument("layers", type=click.Path())
+@click.argument("params", type=click.Path(), required=False)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The input side; default: 224 for the ImageNet nets, 32 for CIFAR.",
+)
+@_user_errors
+def chm_summary(layers, params, image_size):
+    """Print a cfg net's layer table and, with PARAMS, its training config.
+
+    LAYERS is a layer definition file (layers-145.cfg), PARAMS its layer
+    parameter file (layer-params-145.cfg). Output sizes, weight shapes and
+    parameter counts follow cuda-convnet; neuron= keys become their own
+    <name>_neuron layers, as in cuda-convnet.
+    """  # fmt: skip
+    from alexnet_keras.converters import chm_cfg
+
+    net = chm_cfg.read_net(layers, params, image_size=image_size)
+    click.echo(chm_cfg.summary(net, net.config))
+
+
 def main():  # pragma: no cover - console-script entry
     cli(prog_name="alexnet-keras")

@@ -61,3 +61,25 @@ def test_console_script_runs(tmp_path):
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pool1" in done.stdout and "Total params: 60,965,224" in done.stdout
+
+
+def test_chm_summary_prints_layers_and_training_config(runner):
+    from tests.conftest import SHARED, require
+
+    folder = require(SHARED / "data" / "chm-release" / "example-layers")
+    result = runner.invoke(cli, ["chm", "summary", str(folder / "layers-80sec.cfg"),
+                                 str(folder / "layer-params-80sec.cfg")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "145,578 parameters" in result.output and "conv1_neuron" in result.output
+    assert "26% error on CIFAR-10 in 80 seconds" in result.output and "wc=0.004" in result.output
+
+
+def test_chm_summary_refuses_unsupported_layers_exit_2(runner, tmp_path):
+    from tests.conftest import SHARED, require
+
+    cfg = require(SHARED / "data" / "chm-release" / "layers" / "layers-120.cfg")
+    result = runner.invoke(cli, ["chm", "summary", str(cfg)])
+    assert result.exit_code == 2 and "layer 'blur0' has type 'blur'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    missing = runner.invoke(cli, ["chm", "summary", str(tmp_path / "none.cfg")])
+    assert missing.exit_code == 2 and "none.cfg" in missing.output

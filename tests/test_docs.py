@@ -21,6 +21,7 @@ MODULES = [
     "alexnet_keras.converters.bvlc_npy",
     "alexnet_keras.converters.caffemodel",
     "alexnet_keras.converters.prototxt",
+    "alexnet_keras.converters.chm_cfg",
     "alexnet_keras.converters.convert",
     "alexnet_keras.serving",
     "alexnet_keras.export",
