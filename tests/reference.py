@@ -339,3 +339,74 @@ def cuda_convnet_forward(
         acts[f"hs2{h}"] = keep * relu(acts[f"fc2048b{h}"])
     run(["fc1000"], fc)
     return acts["fc1000"]
+
+
+def cc_pool(x, pool, size_x, stride, start, outputs):
+    """cuda-convnet max/avg pooling: windows clipped at the border; avg divides by the clipped
+    window's pixel count (`kLocalPool`'s regionSize)."""
+    c, h, _ = x.shape
+    res = np.empty((c, outputs, outputs))
+    for i in range(outputs):
+        for j in range(outputs):
+            y0, x0 = start + i * stride, start + j * stride
+            win = x[:, max(y0, 0) : min(y0 + size_x, h), max(x0, 0) : min(x0 + size_x, h)]
+            res[:, i, j] = win.max(axis=(1, 2)) if pool == "max" else win.mean(axis=(1, 2))
+    return res
+
+
+_NEURONS = {
+    "relu": lambda h, p: np.maximum(h, 0),
+    "ident": lambda h, p: h,
+    "logistic": lambda h, p: 1 / (1 + np.exp(-h)),
+    "tanh": lambda h, p: (p or (1, 1))[0] * np.tanh((p or (1, 1))[1] * h),
+    "abs": lambda h, p: np.abs(h),
+}
+
+
+def cuda_convnet_net_forward(net, image, layers, config):
+    """Any cfg net (a `chm_cfg.ChmNet`) on one CHW image; returns every layer's activation.
+
+    `layers` holds cuda-convnet arrays (`weights` per input in the layer's
+    `inputs` order, `biases`); `config` is the net's training config (norm
+    constants). The graph and hyper-parameters come from the parsed cfg; the
+    arithmetic is cuda-convnet's, written here from its semantics.
+    """
+    acts = {}
+    for layer in net.layers:
+        p, kind = layer.params, layer.type
+        ins = [acts[i] for i in layer.inputs if i in acts]
+        if kind == "data":
+            if p["dataIdx"] == 0:
+                acts[layer.name] = image
+            continue
+        if kind == "conv":
+            w = layers[layer.name]
+            out = cc_conv(ins, w["weights"], w["biases"], p["filterSize"][0], p["stride"][0],
+                          p["padding"][0])  # fmt: skip
+        elif kind == "fc":
+            w = layers[layer.name]
+            out = cc_fc(ins, w["weights"], w["biases"])
+        elif kind == "pool":
+            out = cc_pool(ins[0], p["pool"], p["sizeX"], p["stride"], p["start"],
+                          layer.output_shape[1])  # fmt: skip
+        elif kind == "cmrnorm":
+            c = config["layers"][layer.name]
+            out = cc_cmrnorm(ins[0], p["size"], c["scale"], c["pow"], c["minDiv"])
+        elif kind == "rnorm":
+            c = config["layers"][layer.name]
+            out = cc_rnorm(ins[0], p["size"], c["scale"], c["pow"])
+        elif kind == "neuron":
+            name, _, rest = p["neuron"].partition("[")
+            params = tuple(float(v) for v in rest.rstrip("]").split(",")) if rest else ()
+            out = _NEURONS[name](ins[0], params)
+        elif kind == "hs":
+            out = p["keep"] * ins[0]  # not inverted: x keep at test time
+        elif kind == "softmax":
+            e = np.exp(ins[0] - ins[0].max())
+            out = e / e.sum()
+        elif kind == "concat":
+            out = np.concatenate([a.reshape(-1) for a in ins])
+        else:  # cost layers
+            continue
+        acts[layer.name] = out
+    return acts

@@ -26,6 +26,9 @@ MODULES = [
     "alexnet_keras.serving",
     "alexnet_keras.export",
     "alexnet_keras.prediction",
+    "alexnet_keras.chm_model",
+    "alexnet_keras.convnet_layers",
+    "alexnet_keras.converters.chm_weights",
 ]
 
 
