@@ -29,6 +29,7 @@ MODULES = [
     "alexnet_keras.chm_model",
     "alexnet_keras.convnet_layers",
     "alexnet_keras.converters.chm_weights",
+    "alexnet_keras.converters.cuda_convnet",
 ]
 
 
