@@ -89,10 +89,11 @@ def summary(variant, input_size, classes):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["auto", "npy", "caffemodel", "keras"]),
+    type=click.Choice(["auto", "npy", "caffemodel", "keras", "cuda-convnet"]),
     default="auto",
     show_default=True,
-    help="The source format; auto reads the file's first bytes.",
+    help="The source format; auto reads the file's first bytes (a folder is a cuda-convnet "
+    "checkpoint).",
 )
 @click.option(
     "--variant",
@@ -133,15 +134,38 @@ def summary(variant, input_size, classes):
     help="A text file with one class name per line, in fc8 order (for non-ImageNet "
     "weights such as Places).",
 )
+@click.option(
+    "--meta",
+    type=click.Path(),
+    default=None,
+    help="cuda-convnet: batches.meta (the mean image and label names).",
+)
+@click.option(
+    "--layers",
+    "layers_cfg",
+    type=click.Path(),
+    default=None,
+    help="cuda-convnet: the layer definition file (layers-145.cfg).",
+)
+@click.option(
+    "--params",
+    "params_cfg",
+    type=click.Path(),
+    default=None,
+    help="cuda-convnet: the layer parameter file (layer-params-145.cfg).",
+)
 @_user_errors
-def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to, class_names):
+def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to, class_names,
+            meta, layers_cfg, params_cfg):  # fmt: skip
     """Convert a legacy AlexNet release to Keras weights.
 
     SRC is bvlc_alexnet.npy (either flavour), a .caffemodel (bvlc_alexnet,
     bvlc_reference_caffenet, or any AlexNet-shaped Caffe model), a
-    .weights.h5 (with --to npy), or the name of a known release
+    .weights.h5 (with --to npy), the name of a known release
     (bvlc_alexnet, bvlc_reference_caffenet), which is downloaded and
-    verified if it is not in the cache.
+    verified if it is not in the cache, or a cuda-convnet checkpoint
+    (--format cuda-convnet: a layers-145 net becomes AlexNet chm2012
+    weights; any other net needs --layers and --params).
 
     The output goes to ~/.keras/models/alexnet_keras/<release>-<sha256[:8]>.weights.h5
     ($ALEXNET_KERAS_HOME overrides the folder; -o overrides the path).
@@ -149,6 +173,20 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
     from alexnet_keras import registry
     from alexnet_keras.converters.convert import convert_file
 
+    if fmt == "cuda-convnet" or (fmt == "auto" and os.path.isdir(src)):
+        if verify_images or prototxt or to != "keras" or variant or class_names:
+            raise ValueError(
+                "a cuda-convnet checkpoint takes -o, --meta, --layers and --params only"
+            )
+        from alexnet_keras.converters.convert_convnet import convert_checkpoint
+
+        if layers_cfg is not None:
+            _quiet_tensorflow()  # a cfg model is written through Keras
+        click.echo(str(convert_checkpoint(src, output, meta=meta, layers_cfg=layers_cfg,
+                                          params_cfg=params_cfg)))  # fmt: skip
+        return
+    if meta or layers_cfg or params_cfg:
+        raise ValueError("--meta, --layers and --params are for --format cuda-convnet")
     if not os.path.exists(src) and src in registry.release_names():
         cached = registry.converted_path(src)
         if cached is not None and not (output or verify_images or to != "keras"):
