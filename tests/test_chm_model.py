@@ -171,3 +171,30 @@ def test_neurons_and_non_inverted_dropout(rng):
     np.testing.assert_allclose(ConvnetDropout(0.5, enable=False)(x, training=True), 0.5 * x)
     with pytest.raises(ValueError, match="`kind` must be one of"):
         ConvnetNeuron("softplus")
+
+
+@pytest.mark.slow
+def test_every_parsed_def_file_builds_or_is_refused():
+    """All 26 definition files the parser reads, each with its same-named params file."""
+    built, refused = {}, {}
+    for defs in sorted(require(CHM).glob("*/layers*.cfg")):
+        try:
+            read_net(defs)
+        except ValueError:
+            continue  # the parser's refusals: tests/test_chm_cfg.py
+        params = defs.with_name(defs.name.replace("layers", "layer-params", 1))
+        if not params.exists():
+            params = next(iter(sorted(defs.parent.glob(params.stem + "*.cfg"))), None)
+        if params is None:  # 153-4gpu's runs are named 170-4gpu
+            params = defs.with_name("layer-params-170-4gpu.cfg")
+        net = read_net(defs, params)
+        name = f"{defs.parent.name}/{defs.name}"
+        try:
+            model = build_model(net)
+        except ValueError as e:
+            refused[name] = str(e)
+            continue
+        built[name] = model.count_params()
+        assert built[name] == net.param_count, name
+        keras.backend.clear_session()
+    assert sorted(refused) == sorted(REFUSED) and len(built) == 22, (sorted(built), refused)
