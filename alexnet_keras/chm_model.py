@@ -64,8 +64,13 @@ def _conv(net, layer, x):
     return keras.layers.Conv2D(channels, fs, **kwargs)(x)
 
 
+def _config(net, layer):
+    """The layer's entry in the params file's training config (empty without one)."""
+    return (net.config or {}).get("layers", {}).get(layer.name, {})
+
+
 def _norm_constants(net, layer):
-    config = (net.config or {}).get("layers", {}).get(layer.name)
+    config = _config(net, layer)
     if not config or config.get("scale") is None or config.get("pow") is None:
         raise ValueError(
             f"{net.source}: layer '{layer.name}' needs scale and pow from the layer parameter "
@@ -115,7 +120,7 @@ def _layer(net, layer, xs):
         neuron, params = parse_neuron(p["neuron"])
         return ConvnetNeuron(neuron, params, name=layer.name)(xs[0])
     if kind == "hs":
-        enable = (net.config or {}).get("layers", {}).get(layer.name, {}).get("enable", True)
+        enable = _config(net, layer).get("enable", True)
         return ConvnetDropout(p["keep"], enable=enable is not False, name=layer.name)(xs[0])
     if kind == "softmax":
         return keras.layers.Activation("softmax", dtype="float32", name=layer.name)(xs[0])

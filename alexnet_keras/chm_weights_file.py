@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from alexnet_keras.weights import METADATA_KEY, atomic_write
+from alexnet_keras.weights import METADATA_KEY, write_model_weights
 
 __all__ = ["load_mirror", "save_mirror_weights"]
 
@@ -53,15 +53,7 @@ def save_mirror_weights(net, arrays, output, *, class_names=None, mean=None, sou
         "mean": None if mean is None else np.asarray(mean, np.float32).round(5).tolist(),
         "source": source,
     }
-
-    def write(tmp):
-        import h5py
-
-        model.save_weights(tmp, overwrite=True)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[METADATA_KEY] = json.dumps(meta)
-
-    return atomic_write(output, write)
+    return write_model_weights(model, output, meta)
 
 
 def load_mirror(path):

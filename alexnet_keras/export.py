@@ -15,11 +15,14 @@ half-written version.
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import shutil
 import tempfile
 import time
+
+import numpy as np
 
 __all__ = ["ExportReport", "export_model"]
 
@@ -111,12 +114,7 @@ def _replace(tmp, output):
 def _mean_shape(preprocessing):
     if not isinstance(preprocessing, dict):
         return (3,)
-    mean = preprocessing.get("mean", (0.0, 0.0, 0.0))
-    shape = []
-    while isinstance(mean, (list, tuple)):
-        shape.append(len(mean))
-        mean = mean[0] if mean else None
-    return tuple(shape)
+    return np.shape(preprocessing.get("mean", (0.0, 0.0, 0.0)))
 
 
 def _build(weights, input_size, top_k):
@@ -183,7 +181,7 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
     output = _check_output(output, fmt, overwrite)
     start = time.perf_counter()
     path, meta, size, model, module = _build(weights, input_size, top_k)
-    weight_bytes = sum(int(v.numpy().nbytes) for v in model.variables)
+    weight_bytes = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
     notes = []
     if fmt == "saved_model" and not output.name.isdigit():
         notes.append(

@@ -115,7 +115,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     from alexnet_keras.model import AlexNet, _resolve_weights
     from alexnet_keras.preprocessing import center_crop, load_image
     from alexnet_keras.preprocessing import ten_crop as ten_views
-    from alexnet_keras.serving import class_labels
+    from alexnet_keras.serving import class_labels, class_names
     from alexnet_keras.weights import read_metadata
 
     path = _resolve_weights(weights)
@@ -124,12 +124,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
         labels = class_labels(meta)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    names = meta.get("class_names")
-    if names is None and meta["classes"] == 1000:
-        from alexnet_keras.preprocessing import imagenet_classes
-
-        names = imagenet_classes()
-    ids = [n[0] if isinstance(n, (list, tuple)) else None for n in (names or labels)]
+    ids = [n[0] if isinstance(n, (list, tuple)) else None for n in (class_names(meta) or labels)]
     top = min(top, meta["classes"])
     size = meta["input_size"]
     model = AlexNet(weights=path)

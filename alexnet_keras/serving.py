@@ -16,7 +16,14 @@ import tensorflow as tf
 
 from alexnet_keras.data import center_crop_tensor, preprocess_fn, resize_shorter
 
-__all__ = ["MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE", "RESIZE", "ServingModule", "class_labels"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MIN_IMAGE_SIDE",
+    "RESIZE",
+    "ServingModule",
+    "class_labels",
+    "class_names",
+]
 
 RESIZE = 256
 # Smaller images are refused: a 1x1 tracking pixel or a 4x4 thumbnail blown up
@@ -31,6 +38,16 @@ MAX_IMAGE_PIXELS = 50_000_000
 _JPEG_TAIL_BYTES = 1024  # the end-of-image marker may be followed by padding
 
 
+def class_names(meta):
+    """The weights' class names, or the ImageNet `(wnid, name)` pairs for 1000 unnamed classes."""
+    names = meta.get("class_names")
+    if names is None and meta["classes"] == 1000:
+        from alexnet_keras.preprocessing import imagenet_classes
+
+        names = imagenet_classes()
+    return names
+
+
 def class_labels(meta):
     """The label string of each class: its name from the weights' metadata.
 
@@ -43,12 +60,7 @@ def class_labels(meta):
     >>> class_labels({"classes": 1000, "class_names": None})[:2]
     ['tench', 'goldfish']
     """
-    names = meta.get("class_names")
-    classes = meta["classes"]
-    if names is None and classes == 1000:
-        from alexnet_keras.preprocessing import imagenet_classes
-
-        names = imagenet_classes()
+    names, classes = class_names(meta), meta["classes"]
     if names is None:
         return [str(i) for i in range(classes)]
     labels = [n[-1] if isinstance(n, (list, tuple)) else str(n) for n in names]

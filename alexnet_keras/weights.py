@@ -276,6 +276,12 @@ def save_weights(model, path, *, variant, class_names=None, preprocessing=None, 
         source,
     )
 
+    return write_model_weights(model, path, meta)
+
+
+def write_model_weights(model, path, meta):
+    """`model.save_weights` plus the `alexnet_keras` metadata attribute, atomically."""
+
     def write(tmp):
         model.save_weights(tmp, overwrite=True)
         with _h5py().File(tmp, "a") as f:

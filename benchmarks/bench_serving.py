@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras import weights as weights_file
+from alexnet_keras.data import preprocess_fn
 from alexnet_keras.export import export_model
 from alexnet_keras.serving import ServingModule, class_labels
 
@@ -112,7 +113,7 @@ def main(argv=None):
     raw = tf.function(lambda x: model(x, training=False))
     decode = tf.function(module.decode_batch)
     crops = decode(tf.constant(jpegs[:big]))
-    x = module._preprocess(crops)  # the raw model's input: ready-made preprocessed crops
+    x = preprocess_fn(meta["preprocessing"], 227)(crops)  # the raw model's ready-made input
 
     stream = itertools.cycle(range(len(jpegs)))
 

@@ -3,7 +3,8 @@
 bvlc and caffenet are checked against Caffe's semantics (`reference.caffe_forward`),
 chm2012 against cuda-convnet's two-tower net (`reference.cuda_convnet_forward`).
 The random weights are drawn in the source's own layout and mapped to Keras by
-the documented rules (formats.md §3, §7); the planted-bug tests show that each
+the documented rules (formats.md §3, §7; chm2012 through the importer's own
+`converters.chm_mapper`); the planted-bug tests show that each
 classic porting mistake breaks the comparison.
 """
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import alexnet_keras
+from alexnet_keras.converters.chm_mapper import chm2012_arrays
 from tests import reference as ref
 
 TOLERANCE = 1e-4  # max relative logit error
@@ -36,55 +38,6 @@ def caffe_to_keras(params, permute_fc6=True):
             k = w.T
         out[name] = [k.astype(np.float32), b.astype(np.float32)]
     return out
-
-
-def chm_to_keras(layers, keep=0.5):
-    """The CHM two-tower checkpoint to the single-tower Keras layout (formats.md §3)."""
-
-    def conv_w(m, c, fs):
-        return m.reshape(c, fs, fs, -1).transpose(1, 2, 0, 3)
-
-    def w(name, src):  # select the matrix by input name, never by position
-        return layers[name]["weights"][layers[name]["inputs"].index(src)]
-
-    def bias(*names):
-        return np.concatenate([layers[n]["biases"].ravel() for n in names])
-
-    out = {
-        "conv1": [np.concatenate([conv_w(w(h, "data"), 3, 11) for h in ("conv1a", "conv1b")], 3)],
-        "conv2": [
-            np.concatenate([conv_w(w(f"conv2{h}", f"pool1{h}_neuron"), 48, 5) for h in "ab"], 3)
-        ],
-        "conv3": [
-            np.concatenate(
-                [
-                    np.concatenate(
-                        [conv_w(w(f"conv3{h}", s), 128, 3) for s in ("pool2a", "pool2b")], 2
-                    )
-                    for h in "ab"
-                ],
-                3,
-            )
-        ],
-        "conv4": [
-            np.concatenate([conv_w(w(f"conv4{h}", f"conv3{h}_neuron"), 192, 3) for h in "ab"], 3)
-        ],
-        "conv5": [
-            np.concatenate([conv_w(w(f"conv5{h}", f"conv4{h}_neuron"), 192, 3) for h in "ab"], 3)
-        ],
-    }
-    for i in range(1, 6):
-        out[f"conv{i}"].append(bias(f"conv{i}a", f"conv{i}b"))
-    fc6 = []
-    for h in "ab":
-        m = np.vstack([w(f"fc2048{h}", s) for s in ("pool3a_neuron", "pool3b_neuron")])
-        fc6.append(m.reshape(256, 6, 6, -1).transpose(1, 2, 0, 3).reshape(9216, -1))
-    out["fc6"] = [np.hstack(fc6), bias("fc2048a", "fc2048b")]
-    fc7 = [np.vstack([w(f"fc2048b{h}", s) for s in ("hs1a", "hs1b")]) for h in "ab"]
-    # hs is not inverted: fold its test-time x keep into the next kernel, not the bias.
-    out["fc7"] = [keep * np.hstack(fc7), bias("fc2048ba", "fc2048bb")]
-    out["fc8"] = [keep * np.vstack([w("fc1000", s) for s in ("hs2a", "hs2b")]), bias("fc1000")]
-    return {k: [a.astype(np.float32) for a in v] for k, v in out.items()}
 
 
 def keras_logits(variant, size, arrays, x):
@@ -142,7 +95,7 @@ def chm_case(images):
             trace = {}
             want = [ref.cuda_convnet_forward(xs[0], layers, calibrate=CHM_TARGETS, trace=trace)]
             want += [ref.cuda_convnet_forward(x, layers) for x in xs[1:]]
-            got = keras_logits("chm2012", size, chm_to_keras(layers), rgb)
+            got = keras_logits("chm2012", size, chm2012_arrays(layers)[0], rgb)
             cache[size] = dict(
                 layers=layers, xs=xs, rgb=rgb, want=np.stack(want), got=got, trace=trace
             )

@@ -9,7 +9,6 @@ and becomes a weights file of `chm_model.build_model`'s cfg-mirroring model.
 """
 
 import dataclasses
-import hashlib
 import pathlib
 import time
 
@@ -47,14 +46,6 @@ class ConvnetReport:
         return "\n".join(lines)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _mean_crop(meta, path):
     mean = meta.get("mean")
     if mean is None:
@@ -76,7 +67,7 @@ def _names(meta, classes, path):
     return names
 
 
-def _output(output, ckpt, digest, stem):
+def _output(output, digest, stem):
     if output:
         return pathlib.Path(output)
     from alexnet_keras import registry
@@ -116,16 +107,18 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
     elif params_cfg is not None:
         raise ValueError("--params needs --layers (the layer definition file)")
     batches = cuda_convnet.read_batches_meta(meta) if meta is not None else None
-    layers = {name: cuda_convnet.layer_arrays(ckpt, name) | {"keep": ckpt.layers[name].get("keep")}
-              if ckpt.layers[name].get("weights") is not None else dict(ckpt.layers[name])
-              for name in ckpt.layers}  # fmt: skip
+    layers = {name: cuda_convnet.layer_arrays(ckpt, name) if layer.get("weights") is not None
+              else dict(layer) for name, layer in ckpt.layers.items()}  # fmt: skip
     stem = pathlib.Path(src).name.split(".")[0] or file.stem
-    digest = _sha256(file)
-    source = {"path": str(file.resolve()), "format": "cuda-convnet", "sha256": digest,
+    from alexnet_keras import registry
+
+    digests = registry.file_digests(file)
+    digest = digests["sha256"]
+    source = {"path": str(file.resolve()), "format": "cuda-convnet", **digests,
               "epoch": ckpt.epoch, "batchnum": ckpt.batchnum, "release": None,
               "converter": "alexnet_keras.converters"}  # fmt: skip
     if chm_mapper.is_chm145(layers) and (net is None or _is_145(net)):
-        out = _write_chm2012(layers, file, batches, meta, _output(output, ckpt, digest, stem),
+        out = _write_chm2012(layers, file, batches, meta, _output(output, digest, stem),
                              source, notes)  # fmt: skip
         target, classes, shapes = "AlexNet chm2012 (single tower)", out[1], out[2]
         output = out[0]
@@ -134,7 +127,7 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
             f"{file}: not a layers-145-shaped net; pass its cfg files with --layers and --params"
         )
     else:
-        target_path = _output(output, ckpt, digest, stem)
+        target_path = _output(output, digest, stem)
         output, classes, shapes = _write_mirror(net, layers, file, batches, target_path, source)
         target = f"the cfg model of {pathlib.Path(layers_cfg).name}"
     return ConvnetReport(source=str(src), checkpoint=f"{file.name}, epoch {ckpt.epoch}",
