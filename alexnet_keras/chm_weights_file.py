@@ -16,7 +16,7 @@ import numpy as np
 
 from alexnet_keras.weights import METADATA_KEY, write_model_weights
 
-__all__ = ["load_mirror", "save_mirror_weights"]
+__all__ = ["is_mirror_file", "load_mirror", "save_mirror_weights"]
 
 
 def _cfg_record(path):
@@ -54,6 +54,17 @@ def save_mirror_weights(net, arrays, output, *, class_names=None, mean=None, sou
         "source": source,
     }
     return write_model_weights(model, output, meta)
+
+
+def is_mirror_file(path):
+    """Whether `path` is a weights file written by `save_mirror_weights`."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f.attrs[METADATA_KEY]).get("model") == "chm-cfg"
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def load_mirror(path):

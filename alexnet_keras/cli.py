@@ -225,6 +225,15 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
             )
 
 
+def _epoch_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected epochs such as 120,130. Received: {value}") from None
+
+
 def _training_options(fn):
     """The options `finetune` and `train` share; unset ones keep the config's value."""
     options = [
@@ -242,6 +251,9 @@ def _training_options(fn):
                      help="Caffe decays kernels only (default)."),
         click.option("--schedule", type=click.Choice(["step", "plateau", "cosine", "constant"])),
         click.option("--step-epochs", type=int, help="step schedule: epochs per /10."),
+        click.option("--milestones", callback=_epoch_list,
+                     help="step schedule: x gamma at these epochs, e.g. 120,130."),
+        click.option("--gamma", type=float, help="The step / plateau factor (default 0.1)."),
         click.option("--warmup-epochs", type=float),
         click.option("--head-lr-mult", type=float, help="Learning-rate multiplier of a new fc8."),
         click.option("--freeze-backbone", is_flag=True, default=None,
@@ -269,6 +281,8 @@ def _training_options(fn):
         click.option("--ten-crop", is_flag=True, default=None, help="Validate on ten crops."),
         click.option("--log-every", type=int, help="Steps between progress lines."),
         click.option("--config", "config_path", type=click.Path(), help="A YAML config."),
+        click.option("--chm-layers", help="train: a CHM layers-*.cfg to train instead of AlexNet."),
+        click.option("--chm-params", help="train: its layer-params-*.cfg (lrs, momentum, decay)."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)

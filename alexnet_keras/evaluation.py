@@ -30,13 +30,21 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
 
     import alexnet_keras
     from alexnet_keras import data
+    from alexnet_keras.chm_weights_file import is_mirror_file, load_mirror
     from alexnet_keras.model import _resolve_weights
     from alexnet_keras.weights import read_metadata
 
     path = _resolve_weights(weights)
-    meta = read_metadata(path)
+    mirror = is_mirror_file(path)
+    if mirror:
+        model, meta = load_mirror(path)
+        meta = {**meta, "classes": model.output_shape[-1]}
+    else:
+        meta = read_metadata(path)
     if split not in ("eval", "train"):
         raise ValueError(f"--split must be eval or train. Received: {split!r}")
+    if mirror and ten_crop:
+        raise ValueError(f"{path}: a cfg net reads whole images; --ten-crop does not apply")
     splits, info = data.open_dataset(dataset, data_dir=data_dir)
     classes = len(info.class_names)
     if classes != meta["classes"]:
@@ -44,12 +52,15 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
             f"{path}: has {meta['classes']} classes; {dataset} has {classes}. "
             "Evaluate weights trained on this dataset"
         )
-    model = alexnet_keras.AlexNet(weights=path)
-    size = meta["input_size"]
-    ds = data.eval_pipeline(
-        splits[split], input_size=size, batch_size=batch_size,
-        preprocessing=meta["preprocessing"], ten_crop=ten_crop,
-    )  # fmt: skip
+    if mirror:
+        ds = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
+    else:
+        model = alexnet_keras.AlexNet(weights=path)
+        ds = data.eval_pipeline(
+            splits[split], input_size=meta["input_size"], batch_size=batch_size,
+            preprocessing=meta["preprocessing"], ten_crop=ten_crop,
+        )  # fmt: skip
+    size = meta.get("input_size")
     confusion = np.zeros((classes, classes), np.int64)
     top5_hits = 0
 
@@ -102,6 +113,20 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         "per_class": per_class,
         "confusion_matrix": str(out),
     }
+
+
+def _cfg_batches(path, model, meta, ds, dataset, batch_size):
+    """cuda-convnet's provider: whole images minus the run's per-pixel mean."""
+    from alexnet_keras.convnet_data import batches, load_split
+
+    size, _, channels = model.input_shape[1:]
+    if meta.get("mean") is None:
+        raise ValueError(f"{path}: holds no mean image; cfg nets read images minus their mean")
+    mean = np.asarray(meta["mean"], np.float32).transpose(1, 2, 0)
+    if mean.shape != (size, size, channels):
+        raise ValueError(f"{path}: its mean image is {mean.shape}, the net reads {size}x{size}")
+    arrays = load_split(ds, dataset, size, channels)
+    return batches(arrays, mean, np.arange(len(arrays[1])), batch_size)
 
 
 def format_report(result, max_rows=50):

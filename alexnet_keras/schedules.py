@@ -19,7 +19,9 @@ class Schedule:
     def __call__(self, step):
         c, epoch = self.c, step / self.steps
         lr = c["lr"]
-        if c["schedule"] == "step":
+        if c["schedule"] == "step" and c.get("milestones"):
+            lr *= c["gamma"] ** sum(epoch >= m for m in c["milestones"])
+        elif c["schedule"] == "step":
             lr *= c["gamma"] ** int(epoch // c["step_epochs"])
         elif c["schedule"] == "cosine":
             lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, epoch / c["epochs"])))

@@ -55,6 +55,9 @@ COMMON = {
     "pca_std": 0.1,
     "ten_crop": False,
     "log_every": 20,
+    "milestones": [],
+    "chm_layers": None,
+    "chm_params": None,
 }
 
 DEFAULTS = {
@@ -66,6 +69,35 @@ DEFAULTS = {
     "train": {**COMMON, "weights": None, "epochs": 90, "batch_size": 128, "lr": 0.01,
               "schedule": "plateau", "plateau_patience": 1},
 }  # fmt: skip
+
+# A cfg run (--chm-layers/--chm-params) takes these from the params file and
+# cuda-convnet's CIFAR provider; `lr` becomes a factor on the file's epsW/epsB.
+CHM_DEFAULTS = {
+    "lr": 1.0,
+    "weight_decay": 0.0,
+    "batch_size": 128,
+    "pca_std": 0.0,
+    "schedule": "constant",
+    "epochs": 30,
+}
+CHM_NOT_APPLICABLE = (
+    "weights",
+    "variant",
+    "input_size",
+    "weight_decay",
+    "decay_biases",
+    "bias_lr_mult",
+    "head_lr_mult",
+    "lr_mults",
+    "freeze_backbone",
+    "trainable_from",
+    "cache_features",
+    "feature_layer",
+    "cache_flip",
+    "ten_crop",
+    "pca_std",
+    "mixed_precision",
+)
 
 MUTABLE = {"epochs", "checkpoint_every", "max_to_keep", "log_every", "eval_steps", "strategy",
            "cpu_devices", "data_dir", "strict_data", "model_dir"}  # fmt: skip
@@ -93,6 +125,15 @@ def _validate(config):
     for key in ("lr", "momentum", "weight_decay", "gamma", "head_lr_mult", "bias_lr_mult"):
         if not isinstance(config[key], (int, float)) or config[key] < 0:
             raise ValueError(f"`{key}` must be a non-negative number. Received: {config[key]!r}")
+    milestones = config["milestones"]
+    if (
+        not isinstance(milestones, list)
+        or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones)
+        or milestones != sorted(set(milestones))
+    ):
+        raise ValueError(
+            f"`milestones` must be increasing positive epochs. Received: {milestones!r}"
+        )
     if config["input_size"] is not None and config["input_size"] not in (224, 225, 226, 227):
         raise ValueError(
             "`--input-size` must be 224..227 (AlexNet's fc6 needs a 6x6 pool5). "
@@ -112,13 +153,17 @@ def resolve(command, overrides, config_path=None):
         ValueError: an unknown key in the file, or an invalid value.
     """
     config = dict(DEFAULTS[command])
+    loaded = {}
     if config_path is not None:
         loaded = config_file.load(config_path)
         unknown = sorted(set(loaded) - set(config) - {"command"})
         if unknown:
             raise ValueError(f"{config_path}: unknown keys {', '.join(unknown)}")
-        config.update({k: v for k, v in loaded.items() if k != "command"})
-    config.update({k: v for k, v in overrides.items() if v is not None})
+        loaded = {k: v for k, v in loaded.items() if k != "command"}
+    given = {**loaded, **{k: v for k, v in overrides.items() if v is not None}}
+    if given.get("chm_layers") or given.get("chm_params"):
+        config.update(_chm_defaults(command, given))
+    config.update(given)
     if isinstance(config["weights"], str) and config["weights"].lower() == "none":
         config["weights"] = None
     if config["freeze_backbone"] and config["trainable_from"] is None:
@@ -132,6 +177,30 @@ def resolve(command, overrides, config_path=None):
     _validate(config)
     config["command"] = command
     return config
+
+
+def _chm_defaults(command, given):
+    """A cfg run's defaults: `CHM_DEFAULTS`, then what the params file states."""
+    from alexnet_keras.convnet_training import recipe
+
+    if command != "train":
+        raise ValueError("--chm-layers/--chm-params train a cfg net from scratch: use `train`")
+    if not (given.get("chm_layers") and given.get("chm_params")):
+        raise ValueError("--chm-layers and --chm-params go together (layers-*.cfg and its "
+                         "layer-params-*.cfg)")  # fmt: skip
+    clash = [k for k in CHM_NOT_APPLICABLE if given.get(k) not in (None, False, {}, [])]
+    if clash:
+        shown = ", ".join("--" + k.replace("_", "-") for k in clash)
+        raise ValueError(f"{shown}: set by the cfg files in a --chm-layers run")
+    for key in ("chm_layers", "chm_params"):
+        if not pathlib.Path(given[key]).is_file():
+            raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
+    r = recipe(given["chm_layers"], given["chm_params"])
+    out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],
+               milestones=r["milestones"], schedule=r["schedule"])  # fmt: skip
+    if r["epochs"]:
+        out["epochs"] = r["epochs"]
+    return out
 
 
 def check_resume(saved, config, model_dir):

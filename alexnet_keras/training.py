@@ -93,7 +93,7 @@ def _progress(epoch, epochs, step, steps, loss, acc, rate, eta):
 class Trainer:
     """Runs the loop for one model on dataset callables; used by `run`."""
 
-    def __init__(self, config, strategy, model, new_head, make_train, make_eval, steps, out):
+    def __init__(self, config, strategy, model, factors, make_train, make_eval, steps, out):
         import keras
         import tensorflow as tf
 
@@ -108,7 +108,8 @@ class Trainer:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)
         self.optimizer = optimizer
-        self.factors = gradient_factors(model, config, new_head)
+        # A zero decay skips the add; factors may be arrays (per-input cfg layers).
+        self.factors = [(mult, decay if np.any(decay) else None) for mult, decay in factors]
         self.checkpoints = Checkpoints(
             strategy, model, optimizer, config["model_dir"], config["max_to_keep"]
         )
@@ -137,7 +138,7 @@ class Trainer:
             grads = tape.gradient(loss_for_grad if fp16 else loss, variables)
             scale = tf.cast(opt.dynamic_scale, tf.float32) if fp16 else 1.0
             grads = [
-                (g + decay * scale * tf.cast(v, g.dtype)) * mult if decay else g * mult
+                (g + decay * scale * tf.cast(v, g.dtype)) * mult if decay is not None else g * mult
                 for g, v, (mult, decay) in zip(grads, variables, factors, strict=True)
             ]
             opt.apply_gradients(zip(grads, variables, strict=True))
@@ -323,7 +324,7 @@ def _run(config):
     import keras
     import tensorflow as tf
 
-    from alexnet_keras import data, weights
+    from alexnet_keras import data
 
     out = _prepare_model_dir(config)
     strategy = make_strategy(config["strategy"], config["cpu_devices"])
@@ -342,15 +343,43 @@ def _run(config):
         holdout=config["holdout"],
     )
     log.info("%s", data.dataset_summary(info))
-    classes = len(info.class_names)
-    with strategy.scope():
-        model, init, preprocessing, notes = build_model(config, classes)
-        freeze(model, config["trainable_from"])
-    for note in notes:
+    parts = _chm_parts if config.get("chm_layers") else _alexnet_parts
+    run = parts(config, strategy, splits, info, out)
+    for note in run["notes"]:
         log.info("%s", note)
     if is_chief(strategy):
         text = config_file.dump(config, header=f"alexnet-keras {config['command']}: resolved")
         (out / "config.yaml").write_text(text)
+    steps = run["steps"]
+    if config["steps_per_epoch"]:
+        steps = min(steps, config["steps_per_epoch"]) if steps else config["steps_per_epoch"]
+    if steps < 1:
+        raise ValueError(
+            f"{config['dataset']}: {info.num_examples['train']} training images make no batch "
+            f"of {config['batch_size']}; lower --batch-size"
+        )
+    trainer = Trainer(config, strategy, run["model"], run["factors"], run["make_train"],
+                      run["make_eval"], steps, out)  # fmt: skip
+    with _Stop() as stop:
+        status = trainer.fit(stop)
+    result = {"status": status, "model_dir": str(out), "weights": None, "metrics": None}
+    if status == "finished" and trainer.chief:
+        source = {"trained_by": f"alexnet-keras {config['command']}", "dataset": config["dataset"],
+                  "initial_weights": config["weights"], "model_dir": str(out)}  # fmt: skip
+        result["weights"] = str(run["save"](out / "model.weights.h5", source))
+    rows = list(csv.DictReader(open(out / "metrics.csv"))) if (out / "metrics.csv").exists() else []
+    result["metrics"] = rows[-1] if rows else None
+    return result
+
+
+def _alexnet_parts(config, strategy, splits, info, out):
+    """AlexNet: the model, its factors, the augmenting pipelines and the saver."""
+    from alexnet_keras import data, weights
+
+    classes = len(info.class_names)
+    with strategy.scope():
+        model, init, preprocessing, notes = build_model(config, classes)
+        freeze(model, config["trainable_from"])
     new_head = init["meta"] is None or init["meta"]["classes"] != classes
     if new_head and init["meta"] is not None and (config["lr_mults"] or {}).get("fc8", 1) == 0:
         raise ValueError(
@@ -367,8 +396,6 @@ def _run(config):
     else:
         train_model = model
         steps = info.num_examples["train"] // batch
-        if config["steps_per_epoch"]:
-            steps = min(steps, config["steps_per_epoch"]) if steps else config["steps_per_epoch"]
 
         def make_train(epoch, skip):
             return data.train_pipeline(
@@ -382,23 +409,45 @@ def _run(config):
                 ten_crop=config["ten_crop"],
             )  # fmt: skip
 
-    if steps < 1:
-        raise ValueError(
-            f"{config['dataset']}: {info.num_examples['train']} training images make no batch "
-            f"of {batch}; lower --batch-size"
-        )
-    trainer = Trainer(config, strategy, train_model, new_head, make_train, make_eval, steps, out)
-    with _Stop() as stop:
-        status = trainer.fit(stop)
-    result = {"status": status, "model_dir": str(out), "weights": None, "metrics": None}
-    if status == "finished" and trainer.chief:
-        source = {"trained_by": f"alexnet-keras {config['command']}", "dataset": config["dataset"],
-                  "initial_weights": init["path"], "model_dir": str(out)}  # fmt: skip
-        path = weights.save_weights(
-            model, out / "model.weights.h5", variant=init["variant"],
-            class_names=list(info.class_names), preprocessing=preprocessing, source=source,
+    def save(path, source):
+        source = {**source, "initial_weights": init["path"]}
+        return weights.save_weights(
+            model, path, variant=init["variant"], class_names=list(info.class_names),
+            preprocessing=preprocessing, source=source,
         )  # fmt: skip
-        result["weights"] = str(path)
-    rows = list(csv.DictReader(open(out / "metrics.csv"))) if (out / "metrics.csv").exists() else []
-    result["metrics"] = rows[-1] if rows else None
-    return result
+
+    factors = gradient_factors(train_model, config, new_head)
+    return dict(model=train_model, factors=factors, make_train=make_train, make_eval=make_eval,
+                steps=steps, save=save, notes=notes)  # fmt: skip
+
+
+def _chm_parts(config, strategy, splits, info, out):
+    """A cfg net: its model, the params file's factors, cuda-convnet's provider, the saver."""
+    from alexnet_keras import convnet_training
+    from alexnet_keras.chm_weights_file import save_mirror_weights
+    from alexnet_keras.convnet_data import MemoryProvider
+
+    layers, params = config["chm_layers"], config["chm_params"]
+    with strategy.scope():
+        model, full, net = convnet_training.build(
+            layers, params, len(info.class_names), config["seed"]
+        )
+    c, size, _ = next(x.output_shape for x in net.layers
+                      if x.type == "data" and x.params["dataIdx"] == 0)  # fmt: skip
+    provider = MemoryProvider(splits, config["dataset"], image_size=size, channels=c,
+                              batch_size=config["batch_size"], seed=config["seed"])  # fmt: skip
+    notes = [*net.notes, *convnet_training.recipe(layers, params)["notes"],
+             f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean of "
+             f"{provider.num_train} training images, no crop, no flip"]  # fmt: skip
+
+    def save(path, source):
+        arrays = {layer.name: full.get_layer(layer.name).get_weights()
+                  for layer in net.layers if layer.type in ("conv", "fc")}  # fmt: skip
+        mean = provider.mean.transpose(2, 0, 1)  # CHW, as batches.meta holds it
+        return save_mirror_weights(
+            net, arrays, path, class_names=list(info.class_names), mean=mean, source=source
+        )
+
+    return dict(model=model, factors=convnet_training.gradient_factors(model, net),
+                make_train=provider.train, make_eval=provider.eval,
+                steps=provider.steps_per_epoch(), save=save, notes=notes)  # fmt: skip

@@ -30,6 +30,8 @@ MODULES = [
     "alexnet_keras.convnet_layers",
     "alexnet_keras.converters.chm_weights",
     "alexnet_keras.converters.cuda_convnet",
+    "alexnet_keras.convnet_data",
+    "alexnet_keras.convnet_training",
 ]
 
 
