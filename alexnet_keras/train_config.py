@@ -191,7 +191,10 @@ def _chm_defaults(command, given):
     clash = [k for k in CHM_NOT_APPLICABLE if given.get(k) not in (None, False, {}, [])]
     if clash:
         shown = ", ".join("--" + k.replace("_", "-") for k in clash)
-        raise ValueError(f"{shown}: set by the cfg files in a --chm-layers run")
+        raise ValueError(
+            f"{shown}: not for a --chm-layers run (the cfg files set the net, its rates and "
+            "decay; the data is cuda-convnet's float32 CIFAR provider)"
+        )
     for key in ("chm_layers", "chm_params"):
         if not pathlib.Path(given[key]).is_file():
             raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")

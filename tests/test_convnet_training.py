@@ -240,8 +240,9 @@ def test_milestones_drop_the_rate_at_each_stated_epoch():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--weight-decay", "0.1"], "--weight-decay: set by the cfg files"),
-        (["--variant", "bvlc"], "--variant: set by the cfg files"),
+        (["--weight-decay", "0.1"], "--weight-decay: not for a --chm-layers run"),
+        (["--variant", "bvlc"], "--variant: not for a --chm-layers run"),
+        (["--mixed-precision", "bf16", "--ten-crop"], "--ten-crop, --mixed-precision: not for"),
     ],
 )
 def test_cli_refuses_options_the_cfg_sets(tmp_path, extra, message):
