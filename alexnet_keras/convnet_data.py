@@ -41,13 +41,27 @@ def load_split(ds, name, size, channels=3):
         )
         if source.is_path:
             ds = ds.ignore_errors()
+    want = (size, size, channels)
+
+    def fail(shape):
+        shown = "x".join(map(str, shape))
+        raise ValueError(
+            f"{name}: images are {shown}; this net reads {size}x{size}x{channels} images with "
+            "no crop (cuda-convnet's CIFAR provider)"
+        )
+
+    def checked(x, y):
+        # A batch of mixed sizes fails inside TF: batch placeholders, report the first size.
+        shape = tf.shape(x)
+        ok = tf.reduce_all(tf.equal(shape, want))
+        x = tf.cond(ok, lambda: tf.reshape(x, want), lambda: tf.zeros(want, x.dtype))
+        return x, y, shape
+
     images, labels = [], []
-    for x, y in ds.batch(4096).as_numpy_iterator():
-        if x.shape[1:] != (size, size, channels):
-            raise ValueError(
-                f"{name}: images are {'x'.join(map(str, x.shape[1:]))}; this net reads "
-                f"{size}x{size}x{channels} images with no crop (cuda-convnet's CIFAR provider)"
-            )
+    for x, y, shapes in ds.map(checked).batch(4096).as_numpy_iterator():
+        bad = np.flatnonzero((shapes != want).any(axis=1))
+        if len(bad):
+            fail(shapes[bad[0]])
         images.append(x.astype(np.uint8))
         labels.append(y.astype(np.int32))
     if not images:

@@ -228,6 +228,21 @@ def test_memory_provider_refuses_images_of_another_size():
         MemoryProvider(splits, "mini", image_size=24)
 
 
+def test_memory_provider_names_the_first_odd_size_in_a_mixed_folder(tmp_path):
+    import tensorflow as tf
+
+    for split in ("train", "test"):
+        for label, side in (("a", 32), ("b", 40)):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(3):
+                image = tf.fill((side, side, 3), tf.constant(i * 40, tf.uint8))
+                (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    splits, _ = open_dataset(f"folder:{tmp_path}")
+    with pytest.raises(ValueError, match="images are 40x40x3; this net reads 32x32x3"):
+        MemoryProvider(splits, "mixed", image_size=32)
+
+
 def test_milestones_drop_the_rate_at_each_stated_epoch():
     config = {"lr": 1.0, "schedule": "step", "milestones": [3, 5], "gamma": 0.1,
               "warmup_epochs": 0, "step_epochs": 30, "epochs": 8}  # fmt: skip
