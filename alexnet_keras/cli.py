@@ -174,16 +174,25 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
     from alexnet_keras.converters.convert import convert_file
 
     if fmt == "cuda-convnet" or (fmt == "auto" and os.path.isdir(src)):
-        if verify_images or prototxt or to != "keras" or variant or class_names:
+        if prototxt or to != "keras" or variant or class_names:
             raise ValueError(
-                "a cuda-convnet checkpoint takes -o, --meta, --layers and --params only"
+                "a cuda-convnet checkpoint takes -o, --meta, --layers, --params and "
+                "--verify-images only"
             )
         from alexnet_keras.converters.convert_convnet import convert_checkpoint
 
         if layers_cfg is not None:
             _quiet_tensorflow()  # a cfg model is written through Keras
-        click.echo(str(convert_checkpoint(src, output, meta=meta, layers_cfg=layers_cfg,
-                                          params_cfg=params_cfg)))  # fmt: skip
+        report = convert_checkpoint(src, output, meta=meta, layers_cfg=layers_cfg,
+                                    params_cfg=params_cfg, verify_images=verify_images,
+                                    verify_count=verify_count)  # fmt: skip
+        click.echo(str(report))
+        if report.verify is not None and not report.verify.passed:
+            _fail(
+                f"{report.output}: the converted model disagrees with the numpy cuda-convnet "
+                f"reference (max relative logit error {report.verify.max_rel:.3g})",
+                1,
+            )
         return
     if meta or layers_cfg or params_cfg:
         raise ValueError("--meta, --layers and --params are for --format cuda-convnet")

@@ -127,7 +127,81 @@ def test_a_hostile_checkpoint_exits_2_and_nothing_runs(tmp_path):
 
 def test_options_for_other_formats_are_refused(tmp_path):
     result = _convert(tmp_path, "--format", "cuda-convnet", "--to", "npy")
-    assert result.exit_code == 2 and "takes -o, --meta, --layers and --params only" in result.output
+    assert result.exit_code == 2 and "--params and --verify-images only" in result.output
     (tmp_path / "a.npy").write_bytes(b"x")
     result = _convert(tmp_path / "a.npy", "--meta", "m")
     assert result.exit_code == 2 and "are for --format cuda-convnet" in result.output
+
+
+IMAGES = SHARED / "data" / "imagenet-sample"
+
+
+def _convert_145_verified(chm145, name, count):
+    return _convert(chm145["folder"], "--format", "cuda-convnet", "--meta", chm145["meta"],
+                    "--layers", CHM / "layers/layers-145.cfg", "--params",
+                    CHM / "layers/layer-params-145.cfg", "--verify-images", require(IMAGES),
+                    "--verify-count", str(count),
+                    "-o", chm145["tmp"] / f"{name}.weights.h5")  # fmt: skip
+
+
+def test_verify_images_passes_on_a_145_checkpoint(chm145):
+    """The single-tower chm2012 file against numpy cuda-convnet on the two-tower cfg graph."""
+    result = _convert_145_verified(chm145, "verified", 2)
+    assert result.exit_code == 0, result.output
+    assert "verify   2 images" in result.output and ": PASS" in result.output
+    rel = float(result.output.split("max relative ")[1].split()[0])
+    assert rel < 1e-5, result.output
+
+
+@pytest.mark.parametrize("bug", ["fc6_unpermuted", "no_keep_fold", "mean_at_0"])
+def test_verify_images_fails_on_a_planted_mapper_bug(chm145, monkeypatch, bug):
+    from alexnet_keras.converters import chm_mapper, convert_convnet
+
+    if bug == "fc6_unpermuted":  # fc6 rows left in cuda-convnet's CHW order
+        real = chm_mapper.chm2012_arrays
+
+        def mapped(layers, source="the checkpoint"):
+            arrays, notes = real(layers, source)
+            chw = arrays["fc6"][0].reshape(6, 6, 256, -1).transpose(2, 0, 1, 3)
+            arrays["fc6"][0] = np.ascontiguousarray(chw.reshape(9216, -1))
+            return arrays, notes
+
+        monkeypatch.setattr(chm_mapper, "chm2012_arrays", mapped)
+    elif bug == "no_keep_fold":
+        monkeypatch.setattr(chm_mapper, "_keep", lambda layers, name: 1.0)
+    else:  # the mean image cropped at offset 0 instead of 16
+        monkeypatch.setattr(
+            convert_convnet,
+            "_mean_crop",
+            lambda meta, path: meta["mean"][:, :224, :224].transpose(1, 2, 0),
+        )
+    result = _convert_145_verified(chm145, bug, 1)
+    assert result.exit_code == 1, result.output
+    assert ": FAIL" in result.output and "disagrees with the numpy cuda-convnet" in result.output
+
+
+def test_verify_images_on_a_cifar_checkpoint_and_its_refusals(tmp_path):
+    layers_cfg = require(CHM / "example-layers/layers-18pct.cfg")
+    params_cfg = CHM / "example-layers/layer-params-18pct.cfg"
+    net = chm_cfg.read_net(layers_cfg, params_cfg)
+    ckpt = cf.write_checkpoint(tmp_path / "18pct.zip", cf.layers_from_net(net, seed=2),
+                               container="zip")  # fmt: skip
+    mean = np.random.default_rng(1).uniform(100, 140, (3, 32, 32)).astype(np.float32)
+    meta = cf.write_batches_meta(tmp_path / "batches.meta", mean, [f"c{i}" for i in range(10)])
+    out = tmp_path / "18pct.weights.h5"
+    images = require(SHARED / "data" / "cifar10-mini")
+    result = _convert(ckpt, "--format", "cuda-convnet", "--layers", layers_cfg, "--params",
+                      params_cfg, "--meta", meta, "--verify-images", images,
+                      "--verify-count", "4", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "verify   4 images" in result.output and ": PASS" in result.output
+    refused = _convert(ckpt, "--format", "cuda-convnet", "--verify-images", images,
+                       "-o", tmp_path / "r.weights.h5")  # fmt: skip
+    assert refused.exit_code == 2 and "needs --layers and --params" in refused.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = _convert(ckpt, "--format", "cuda-convnet", "--layers", layers_cfg, "--params",
+                       params_cfg, "--verify-images", empty,
+                       "-o", tmp_path / "r.weights.h5")  # fmt: skip
+    assert refused.exit_code == 2 and "no images" in refused.output
+    assert not (tmp_path / "r.weights.h5").exists()

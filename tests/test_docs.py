@@ -31,6 +31,7 @@ MODULES = [
     "alexnet_keras.converters.chm_weights",
     "alexnet_keras.converters.cuda_convnet",
     "alexnet_keras.convnet_data",
+    "alexnet_keras.converters.convnet_reference",
     "alexnet_keras.convnet_training",
 ]
 

@@ -33,6 +33,7 @@ class ConvnetReport:
     layers: list
     notes: list
     seconds: float
+    verify: object = None  # a `verify.VerifyResult` with --verify-images
 
     def __str__(self):
         lines = [
@@ -43,6 +44,8 @@ class ConvnetReport:
         ]
         lines += [f"note     {n}" for n in self.notes]
         lines += [f"output   {self.output} (keras)", f"time     {self.seconds:.1f} s"]
+        if self.verify is not None:
+            lines.append(str(self.verify))
         return "\n".join(lines)
 
 
@@ -75,7 +78,8 @@ def _output(output, digest, stem):
     return registry.converted_name(stem, digest)
 
 
-def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None):
+def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None,
+                       verify_images=None, verify_count=8):  # fmt: skip
     """Converts a cuda-convnet checkpoint to a Keras weights file.
 
     Args:
@@ -86,6 +90,11 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         meta: `batches.meta` (mean image and label names).
         layers_cfg, params_cfg: the net's cfg files. Needed for any net that
             is not layers-145-shaped; checked against the checkpoint if given.
+        verify_images: a folder of images: run the written weights and
+            `convnet_reference` (numpy cuda-convnet over the checkpoint's own
+            arrays, on the cfg's graph) on up to `verify_count` of them and
+            put the comparison in `report.verify`. Needs the cfg files.
+        verify_count: how many images to verify on.
 
     Returns:
         A `ConvnetReport`.
@@ -95,6 +104,15 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
             output file is left behind.
     """
     start = time.perf_counter()
+    if verify_images is not None:  # before converting: bad input must not leave an output file
+        from alexnet_keras.converters.verify import find_images
+
+        if layers_cfg is None:
+            raise ValueError(
+                "--verify-images with a cuda-convnet checkpoint needs --layers and --params: "
+                "the numpy reference walks the cfg's graph"
+            )
+        find_images(verify_images, verify_count)
     ckpt = cuda_convnet.read_checkpoint(src)
     file = pathlib.Path(ckpt.source)
     notes = list(ckpt.notes)
@@ -117,7 +135,8 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
     source = {"path": str(file.resolve()), "format": "cuda-convnet", **digests,
               "epoch": ckpt.epoch, "batchnum": ckpt.batchnum, "release": None,
               "converter": "alexnet_keras.converters"}  # fmt: skip
-    if chm_mapper.is_chm145(layers) and (net is None or _is_145(net)):
+    chm2012 = chm_mapper.is_chm145(layers) and (net is None or _is_145(net))
+    if chm2012:
         out = _write_chm2012(layers, file, batches, meta, _output(output, digest, stem),
                              source, notes)  # fmt: skip
         target, classes, shapes = "AlexNet chm2012 (single tower)", out[1], out[2]
@@ -130,9 +149,16 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         target_path = _output(output, digest, stem)
         output, classes, shapes = _write_mirror(net, layers, file, batches, target_path, source)
         target = f"the cfg model of {pathlib.Path(layers_cfg).name}"
+    seconds = time.perf_counter() - start
+    checked = None
+    if verify_images is not None:
+        from alexnet_keras.converters.verify_convnet import verify_checkpoint
+
+        checked = verify_checkpoint(output, net, layers, batches, verify_images, verify_count,
+                                    chm2012=chm2012)  # fmt: skip
     return ConvnetReport(source=str(src), checkpoint=f"{file.name}, epoch {ckpt.epoch}",
                          target=target, classes=classes, output=output, layers=shapes,
-                         notes=notes, seconds=time.perf_counter() - start)  # fmt: skip
+                         notes=notes, seconds=seconds, verify=checked)  # fmt: skip
 
 
 def _is_145(net):

@@ -59,7 +59,7 @@ def find_images(folder, count):
     return files[::step][:count]
 
 
-def _labels(logits, class_names):
+def top5_names(logits, class_names):
     out = []
     for row in logits:
         top = np.argsort(-row)[:5]
@@ -111,6 +111,6 @@ def verify(weights_path, net, images_dir, count=8):
         images=[str(f) for f in files],
         max_abs=float(diff.max()),
         max_rel=float(diff.max() / max(np.abs(ref_logits).max(), 1e-30)),
-        top5_keras=_labels(keras_logits, names),
-        top5_reference=_labels(ref_logits, names),
+        top5_keras=top5_names(keras_logits, names),
+        top5_reference=top5_names(ref_logits, names),
     )
