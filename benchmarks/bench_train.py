@@ -51,7 +51,8 @@ def trainer_steps(folder, batch, model_dir):
                                    preprocessing=preprocessing, seed=0, epoch=epoch,
                                    skip_batches=skip)  # fmt: skip
 
-    trainer = training.Trainer(config, strategy, model, True, make_train, None, 10**6,
+    factors = trainable.gradient_factors(model, config, new_head=True)
+    trainer = training.Trainer(config, strategy, model, factors, make_train, None, 10**6,
                                pathlib.Path(model_dir))  # fmt: skip
     state = {"epoch": 0, "iterator": iter(trainer._distribute(make_train(0, 0))), "step": 0}
 
