@@ -205,6 +205,27 @@ def test_a_run_equals_cuda_convnets_update_rule(tmp_path):
     assert meta["class_names"][0] == "airplane"
 
 
+def test_a_resumed_cfg_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
+    require(MINI)
+    layers, params = write_cfg(tmp_path / "cfg")
+
+    def train(model_dir, epochs):
+        config = train_config.resolve("train", {
+            "dataset": f"folder:{MINI}", "chm_layers": str(layers), "chm_params": str(params),
+            "batch_size": 40, "epochs": epochs, "steps_per_epoch": 3, "eval_steps": 1,
+            "model_dir": str(model_dir), "seed": 1})  # fmt: skip
+        return run(config)
+
+    straight = train(tmp_path / "a", 2)
+    train(tmp_path / "b", 1)
+    resumed = train(tmp_path / "b", 2)  # epochs may grow: it continues from epoch 2
+    assert resumed["status"] == "finished"
+    a, _ = load_mirror(straight["weights"])
+    b, _ = load_mirror(resumed["weights"])
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_memory_provider_is_mean_subtracted_and_resumable():
     require(MINI)
     splits, _ = open_dataset(f"folder:{MINI}")
