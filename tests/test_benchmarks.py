@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import load_script
+from tests.conftest import SHARED, load_script, require
 
 
 @pytest.mark.slow
@@ -41,3 +41,12 @@ def test_bench_serving_runs(tmp_path, capsys, imagenet_dir):
             "--data", str(imagenet_dir), "--json", str(out)]  # fmt: skip
     assert module.main(argv) == 0
     assert "serving_default@2 / raw model@2" in capsys.readouterr().out and out.exists()
+
+
+def test_bench_chm_train_runs(capsys):
+    require(SHARED / "data" / "chm-release")
+    module = load_script("benchmarks/bench_chm_train.py")
+    argv = ["--nets", "80sec", "--batch", "8", "--rounds", "1", "--steps", "1",
+            "--data", f"folder:{require(SHARED / 'data' / 'cifar10-mini')}"]  # fmt: skip
+    assert module.main(argv) == 0
+    assert "trainer / raw step" in capsys.readouterr().out

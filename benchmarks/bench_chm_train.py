@@ -1,0 +1,142 @@
+"""Training speed of the CHM CIFAR-10 cfg nets: trainer step, raw step, stock-pooling twin.
+
+For each cfg net (default: 80sec and 18pct), in one process, alternating in
+rounds, batch 128, medians:
+
+- raw step: one `tf.function` forward+backward+SGD of the cfg model's logits
+  on a fixed in-memory batch;
+- stock-pool twin: the same, with every `ConvnetPool2D` swapped for Keras'
+  `MaxPooling2D`/`AveragePooling2D(padding="same")` (the same output sizes for
+  these nets; the average divides by the full window at the border, so it is
+  not cuda-convnet's): what the faithful pooling costs;
+- trainer: what `alexnet-keras train --chm-layers` runs per step: the next
+  batch of cuda-convnet's CIFAR provider (mean-subtracted, in memory) through
+  `strategy.experimental_distribute_dataset`, the lr assignment, the
+  per-variable eps/decay factors and the reduced loss/accuracy.
+
+Usage:
+    python benchmarks/bench_chm_train.py [--nets 80sec,18pct] [--rounds 3] [--steps 10]
+        [--data folder:../shared/data/cifar10-mini]
+"""
+
+import argparse
+import pathlib
+import statistics
+import sys
+import tempfile
+
+import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF loads)
+
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_keras import convnet_training, data, train_config, training
+from alexnet_keras.convnet_data import MemoryProvider
+from alexnet_keras.convnet_layers import ConvnetPool2D
+
+HERE = pathlib.Path(__file__).resolve().parent
+CFG = HERE.parents[1] / "shared/data/chm-release/example-layers"
+
+
+def raw_step(model, batch):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((batch, *model.input_shape[1:])) * 60, tf.float32)
+    y = tf.constant(rng.integers(0, 10, batch), tf.int32)
+    optimizer = keras.optimizers.SGD(0.001, momentum=0.9)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+            )
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return lambda: float(step())
+
+
+def stock_twin(model):
+    def swap(layer):
+        if isinstance(layer, ConvnetPool2D):
+            kind = (
+                keras.layers.MaxPooling2D if layer.pool == "max" else keras.layers.AveragePooling2D
+            )
+            return kind(layer.size, layer.stride, padding="same", name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=swap)
+
+
+def trainer_step(net_name, dataset, batch, model_dir):
+    layers, params = CFG / f"layers-{net_name}.cfg", CFG / f"layer-params-{net_name}.cfg"
+    config = train_config.resolve("train", {
+        "dataset": dataset, "chm_layers": str(layers), "chm_params": str(params),
+        "batch_size": batch, "model_dir": str(model_dir)})  # fmt: skip
+    splits, info = data.open_dataset(dataset, data_dir=config["data_dir"])
+    strategy = tf.distribute.get_strategy()
+    model, _, net = convnet_training.build(layers, params, len(info.class_names), 0)
+    provider = MemoryProvider(splits, dataset, image_size=32, batch_size=batch)
+    factors = convnet_training.gradient_factors(model, net)
+    trainer = training.Trainer(config, strategy, model, factors, provider.train, provider.eval,
+                               provider.steps_per_epoch(), pathlib.Path(model_dir))  # fmt: skip
+    state = {"epoch": 0, "iterator": iter(trainer._distribute(provider.train(0))), "step": 0}
+
+    def step():
+        try:
+            x, y = next(state["iterator"])
+        except StopIteration:
+            state["epoch"] += 1
+            state["iterator"] = iter(trainer._distribute(provider.train(state["epoch"])))
+            x, y = next(state["iterator"])
+        trainer.optimizer.learning_rate.assign(trainer.schedule(state["step"]))
+        [float(t) for t in trainer._train_step(x, y)]
+        state["step"] += 1
+
+    return model, step
+
+
+def timed(fn, n):
+    out = []
+    for _ in range(n):
+        start = tf.timestamp()
+        fn()
+        out.append(float(tf.timestamp() - start))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nets", default="80sec,18pct")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--data", default=f"folder:{HERE.parents[1] / 'shared/data/cifar10-mini'}")
+    args = parser.parse_args(argv)
+    for name in args.nets.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            model, trainer = trainer_step(name, args.data, args.batch, tmp)
+            fns = {"trainer": trainer, "raw step": raw_step(model, args.batch),
+                   "stock-pool twin": raw_step(stock_twin(model), args.batch)}  # fmt: skip
+            for fn in fns.values():
+                timed(fn, 2)  # trace and warm up
+            results = {k: [] for k in fns}
+            for _ in range(args.rounds):
+                for key, fn in fns.items():
+                    results[key] += timed(fn, args.steps)
+        rates = {k: args.batch / statistics.median(v) for k, v in results.items()}
+        print(f"{name} (batch {args.batch}, median of {args.rounds * args.steps} steps):")
+        for key, rate in rates.items():
+            print(f"  {key:16s} {rate:7.0f} img/s  ({50000 / rate:5.1f} s per CIFAR-10 epoch)")
+        ratio = rates["raw step"] / rates["stock-pool twin"]
+        print(f"  trainer / raw step: {rates['trainer'] / rates['raw step']:.3f}; "
+              f"raw / stock-pool twin: {ratio:.3f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
