@@ -20,6 +20,7 @@ Usage:
 """
 
 import argparse
+import importlib.util
 import pathlib
 import statistics
 import sys
@@ -100,13 +101,13 @@ def trainer_step(net_name, dataset, batch, model_dir):
     return model, step
 
 
-def timed(fn, n):
-    out = []
-    for _ in range(n):
-        start = tf.timestamp()
-        fn()
-        out.append(float(tf.timestamp() - start))
-    return out
+def time_calls():
+    """`bench_model.time_calls` (wall-clock seconds per call; `tf.timestamp` fails under
+    op determinism, which a seeded run leaves on)."""
+    spec = importlib.util.spec_from_file_location("bench_model", HERE / "bench_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.time_calls
 
 
 def main(argv=None):
@@ -117,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--data", default=f"folder:{HERE.parents[1] / 'shared/data/cifar10-mini'}")
     args = parser.parse_args(argv)
+    timed = time_calls()
     for name in args.nets.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             model, trainer = trainer_step(name, args.data, args.batch, tmp)
