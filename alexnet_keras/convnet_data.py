@@ -70,10 +70,13 @@ def load_split(ds, name, size, channels=3):
 
 
 def batches(arrays, mean, order, batch_size, drop_remainder=False):
-    """Batches `(images[order] - mean, labels[order])`, float32 NHWC and int32."""
+    """Batches `(images[order] - mean, labels[order])`, float32 NHWC and int32.
+
+    `arrays` are numpy arrays or tensors; pass tensors to reuse them across epochs.
+    """
     import tensorflow as tf
 
-    images, labels = (tf.constant(a) for a in arrays)
+    images, labels = (tf.convert_to_tensor(a) for a in arrays)
     mean = tf.constant(np.asarray(mean, np.float32))
 
     def gather(index):
@@ -115,14 +118,19 @@ class MemoryProvider:
 
     def __init__(self, splits, name, *, image_size, channels=3, batch_size=128, seed=0,
                  mean=None):  # fmt: skip
+        import tensorflow as tf
+
         self.batch_size, self.seed = batch_size, 0 if seed is None else int(seed)
-        self._train = load_split(splits["train"], name, image_size, channels)
-        self._eval = load_split(splits["eval"], name, image_size, channels)
+        train = load_split(splits["train"], name, image_size, channels)
+        evaluation = load_split(splits["eval"], name, image_size, channels)
         if mean is None:
             # float64 accumulation: a float32 sum of 50,000 uint8 images loses digits.
-            mean = self._train[0].mean(axis=0, dtype=np.float64)
+            mean = train[0].mean(axis=0, dtype=np.float64)
         self.mean = np.asarray(mean, np.float32)
-        self.num_train, self.num_eval = len(self._train[1]), len(self._eval[1])
+        self.num_train, self.num_eval = len(train[1]), len(evaluation[1])
+        # Tensors once, not a 150 MB constant per epoch.
+        self._train = tuple(tf.constant(a) for a in train)
+        self._eval = tuple(tf.constant(a) for a in evaluation)
 
     def steps_per_epoch(self):
         """Full batches per epoch (the last, smaller one is dropped)."""

@@ -46,7 +46,7 @@ def recipe(layers_path, params_path):
         params_path: its `layer-params-*.cfg`.
 
     Returns:
-        `{"momentum", "schedule", "milestones", "gamma", "epochs", "notes"}`;
+        `{"momentum", "schedule", "milestones", "gamma", "epochs"}`;
         `epochs` is None when the file states no schedule. After the last
         stated drop, the run continues for as many epochs as the gap before
         it (18pct: drops at 120 and 130, 140 epochs), since the files do
@@ -85,7 +85,7 @@ def recipe(layers_path, params_path):
             f"{source}: the weight layers use momenta {sorted(momenta)}; the trainer has one"
         )
     text = " ".join(config["comments"])  # the header lines are among them
-    first, milestones, gamma, notes = _FIRST_DROP.search(text), [], None, []
+    first, milestones, gamma = _FIRST_DROP.search(text), [], None
     if first:
         gamma, milestones = 1.0 / float(first.group(1)), [int(first.group(2))]
         for m in _NEXT_DROP.finditer(text):
@@ -94,10 +94,6 @@ def recipe(layers_path, params_path):
             milestones.append(milestones[-1] + int(m.group(2)))
         gap = milestones[-1] - (milestones[-2] if len(milestones) > 1 else 0)
         epochs = milestones[-1] + gap
-        notes.append(
-            f"{config['source']}: lr x{gamma:g} after epochs {', '.join(map(str, milestones))} "
-            f"(from its comments), {epochs} epochs"
-        )
     else:
         epochs = None
     return {
@@ -106,7 +102,6 @@ def recipe(layers_path, params_path):
         "milestones": milestones,
         "gamma": gamma if gamma is not None else 0.1,
         "epochs": epochs,
-        "notes": notes,
     }
 
 
@@ -117,7 +112,7 @@ def _weight_entries(net):
 
 
 def build(layers_path, params_path, num_classes, seed):
-    """The cfg net's Keras model for training (logits out), the `ChmNet` and notes.
+    """The cfg net's Keras model for training (logits out), the full model and the `ChmNet`.
 
     The returned model ends at the input of the softmax the cost layer
     reads, so the trainer's cross-entropy works on logits; it shares its

@@ -77,7 +77,6 @@ CHM_DEFAULTS = {
     "weight_decay": 0.0,
     "batch_size": 128,
     "pca_std": 0.0,
-    "schedule": "constant",
     "epochs": 30,
 }
 CHM_NOT_APPLICABLE = (

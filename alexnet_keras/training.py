@@ -432,13 +432,16 @@ def _chm_parts(config, strategy, splits, info, out):
         model, full, net = convnet_training.build(
             layers, params, len(info.class_names), config["seed"]
         )
-    c, size, _ = next(x.output_shape for x in net.layers
-                      if x.type == "data" and x.params["dataIdx"] == 0)  # fmt: skip
+    c, size, _ = net.image_shape
     provider = MemoryProvider(splits, config["dataset"], image_size=size, channels=c,
                               batch_size=config["batch_size"], seed=config["seed"])  # fmt: skip
-    notes = [*net.notes, *convnet_training.recipe(layers, params)["notes"],
-             f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean of "
-             f"{provider.num_train} training images, no crop, no flip"]  # fmt: skip
+    notes = list(net.notes)
+    if config["milestones"]:  # as `recipe` read them from the params file, or --milestones
+        epochs = ", ".join(map(str, config["milestones"]))
+        notes.append(f"{params}: lr x{config['gamma']:g} after epochs {epochs}, "
+                     f"{config['epochs']} epochs")  # fmt: skip
+    notes.append(f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean "
+                 f"of {provider.num_train} training images, no crop, no flip")  # fmt: skip
 
     def save(path, source):
         arrays = {layer.name: full.get_layer(layer.name).get_weights()

@@ -77,6 +77,12 @@ class ChmNet:
     comments: tuple = ()
     notes: tuple = ()
 
+    @property
+    def image_shape(self):
+        """`(C, H, W)` of the images: the output of the dataIdx=0 data layer."""
+        return next(x.output_shape for x in self.layers
+                    if x.type == "data" and x.params["dataIdx"] == 0)  # fmt: skip
+
     def layer(self, name):
         for layer in self.layers:
             if layer.name == name:

@@ -19,13 +19,13 @@ from alexnet_keras.converters.verify import VerifyResult, find_images, top5_name
 __all__ = ["verify_checkpoint"]
 
 
-def _mean_for(batches, size, channels):
-    """The centre `size` crop of `batches.meta`'s mean image, CHW; zeros without one."""
-    mean = None if batches is None else batches.get("mean")
-    if mean is None:
-        return np.zeros((channels, size, size)), False
+def _centre(mean, size):
+    """The centre `size` crop of a CHW mean image (cuda-convnet's test-time mean crop).
+
+    Computed here, not taken from the converter, so a wrong crop there shows.
+    """
     top = (mean.shape[1] - size) // 2
-    return np.asarray(mean, np.float64)[:, top : top + size, top : top + size], True
+    return np.asarray(mean, np.float64)[:, top : top + size, top : top + size]
 
 
 def verify_checkpoint(weights_path, net, layers, batches, images_dir, count=8, *, chm2012):
@@ -50,30 +50,32 @@ def verify_checkpoint(weights_path, net, layers, batches, images_dir, count=8, *
     from alexnet_keras.chm_weights_file import load_mirror
     from alexnet_keras.variants import IMAGENET_MEAN_RGB
 
-    c, size, _ = next(x.output_shape for x in net.layers
-                      if x.type == "data" and x.params["dataIdx"] == 0)  # fmt: skip
+    c, size, _ = net.image_shape
     files = find_images(images_dir, count)
     resize = 256 if size == 224 else size
     crops = np.stack(
         [alexnet_keras.center_crop(alexnet_keras.load_image(f, resize), size) for f in files]
     ).astype(np.float64)
-    mean, has_mean = _mean_for(batches, size, c)
+    given = None if batches is None else batches.get("mean")
+    mean = np.zeros((c, size, size)) if given is None else _centre(given, size)
     if chm2012:
         meta = alexnet_keras.weights.read_metadata(weights_path)
         model = alexnet_keras.AlexNet(weights=weights_path, classifier_activation=None)
         x = alexnet_keras.preprocess_input(crops.astype(np.float32), variant="chm2012",
                                            mean=meta["preprocessing"]["mean"])  # fmt: skip
         names = meta.get("class_names")
-        if not has_mean:  # the converter's documented fallback, per channel
+        if given is None:  # the converter's documented fallback, per channel
             mean = np.broadcast_to(np.asarray(IMAGENET_MEAN_RGB, np.float64)[:, None, None],
                                    mean.shape)  # fmt: skip
     else:
         full, meta = load_mirror(weights_path)
-        model = keras.Model(full.input, full.get_layer(full.layers[-1].name).input)
+        model = keras.Model(full.input, full.layers[-1].input)
         stored = meta.get("mean")
-        if stored is not None:
-            stored = _mean_for({"mean": np.asarray(stored)}, size, c)[0].transpose(1, 2, 0)
-        x = crops if stored is None else crops - stored
+        x = (
+            crops
+            if stored is None
+            else crops - _centre(np.asarray(stored), size).transpose(1, 2, 0)
+        )
         names = meta.get("class_names")
     got = np.asarray(model.predict(np.asarray(x, np.float32), verbose=0), np.float64)
     images = crops.transpose(3, 1, 2, 0) - mean[..., None]
