@@ -171,7 +171,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
     ($ALEXNET_KERAS_HOME overrides the folder; -o overrides the path).
     """
     from alexnet_keras import registry
-    from alexnet_keras.converters.convert import convert_file
+    from alexnet_keras.caffe.convert import convert_file
 
     if fmt == "cuda-convnet" or (fmt == "auto" and os.path.isdir(src)):
         if prototxt or to != "keras" or variant or class_names:
@@ -179,7 +179,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
                 "a cuda-convnet checkpoint takes -o, --meta, --layers, --params and "
                 "--verify-images only"
             )
-        from alexnet_keras.converters.convert_convnet import convert_checkpoint
+        from alexnet_keras.cuda_convnet.convert import convert_checkpoint
 
         if layers_cfg is not None:
             _quiet_tensorflow()  # a cfg model is written through Keras
@@ -210,7 +210,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
         find_images(verify_images, verify_count)
     names = None
     if class_names is not None:
-        from alexnet_keras.converters.source import existing_file
+        from alexnet_keras.caffe.source import existing_file
 
         text = existing_file(class_names, "a text file of class names").read_text("utf-8")
         names = [line.strip() for line in text.splitlines() if line.strip()]
@@ -318,7 +318,8 @@ def _log_to_stderr():
 def _train(command, config_path, options):
     _quiet_tensorflow()
     _log_to_stderr()
-    from alexnet_keras import train_config, training
+    from alexnet_keras.training import config as train_config
+    from alexnet_keras.training import trainer as training
 
     config = train_config.resolve(command, options, config_path)
     try:
@@ -450,7 +451,7 @@ def export(weights, output, top_k, input_size, fmt, overwrite):
     that takes RGB pixels resized to a shorter side of 256.
     """  # fmt: skip
     _quiet_tensorflow()
-    from alexnet_keras.export import export_model
+    from alexnet_keras.serving.export import export_model
 
     report = export_model(weights, output, top_k=top_k, input_size=input_size, fmt=fmt,
                           overwrite=overwrite)  # fmt: skip
@@ -480,7 +481,7 @@ def chm_summary(layers, params, image_size):
     parameter counts follow cuda-convnet; neuron= keys become their own
     <name>_neuron layers, as in cuda-convnet.
     """  # fmt: skip
-    from alexnet_keras.converters import chm_cfg
+    from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
 
     net = chm_cfg.read_net(layers, params, image_size=image_size)
     click.echo(chm_cfg.summary(net, net.config))

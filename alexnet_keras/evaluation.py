@@ -14,7 +14,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
 
     Args:
         weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
-        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.open_dataset`).
+        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.pipelines.open_dataset`).
         data_dir: the TFDS data dir.
         split: "eval" (the dataset's test/val split or hold-out) or "train".
         ten_crop: average the softmax over 10 crops (corners, centre, mirrors).
@@ -29,8 +29,8 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     import tensorflow as tf
 
     import alexnet_keras
-    from alexnet_keras import data
-    from alexnet_keras.chm_weights_file import is_mirror_file, load_mirror
+    from alexnet_keras.data import pipelines as data
+    from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
     from alexnet_keras.model import _resolve_weights
     from alexnet_keras.weights import read_metadata
 
@@ -117,7 +117,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
 
 def _cfg_batches(path, model, meta, ds, dataset, batch_size):
     """cuda-convnet's provider: whole images minus the run's per-pixel mean."""
-    from alexnet_keras.convnet_data import batches, load_split
+    from alexnet_keras.cuda_convnet.cifar_provider import batches, load_split
 
     size, _, channels = model.input_shape[1:]
     if meta.get("mean") is None:

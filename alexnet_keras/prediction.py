@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from alexnet_keras.image_folder import IMAGE_EXTENSIONS, check_image, image_files
+from alexnet_keras.data.image_folder import IMAGE_EXTENSIONS, check_image, image_files
 
 __all__ = ["collect_images", "format_predictions", "predict_files"]
 
@@ -111,11 +111,11 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     files = collect_images(paths)
     import tensorflow as tf
 
-    from alexnet_keras.data import preprocess_fn
+    from alexnet_keras.data.pipelines import preprocess_fn
     from alexnet_keras.model import AlexNet, _resolve_weights
     from alexnet_keras.preprocessing import center_crop, load_image
     from alexnet_keras.preprocessing import ten_crop as ten_views
-    from alexnet_keras.serving import class_labels, class_names
+    from alexnet_keras.serving.graph import class_labels, class_names
     from alexnet_keras.weights import read_metadata
 
     path = _resolve_weights(weights)

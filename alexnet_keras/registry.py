@@ -358,7 +358,7 @@ def resolve(name: str, *, fmt=None, progress=True, convert=None) -> pathlib.Path
         fmt: restrict the source files to this format.
         progress: draw a download progress line on stderr.
         convert: the converter; default
-            `alexnet_keras.converters.convert.convert_file`.
+            `alexnet_keras.caffe.convert.convert_file`.
 
     Example (needs the network, or the source file in the cache):
 
@@ -377,6 +377,6 @@ def resolve(name: str, *, fmt=None, progress=True, convert=None) -> pathlib.Path
     source = next((p for p, f in present if p.is_file() and not _check_file(p, f)), None)
     source = source or download(name, fmt, progress=progress)
     if convert is None:
-        from alexnet_keras.converters.convert import convert_file as convert
+        from alexnet_keras.caffe.convert import convert_file as convert
     result = convert(source)
     return pathlib.Path(getattr(result, "output", result))

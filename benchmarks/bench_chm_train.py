@@ -33,9 +33,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_keras import convnet_training, data, train_config, training
-from alexnet_keras.convnet_data import MemoryProvider
-from alexnet_keras.convnet_layers import ConvnetPool2D
+from alexnet_keras.cuda_convnet import update_rule as convnet_training
+from alexnet_keras.data import pipelines as data
+from alexnet_keras.training import config as train_config
+from alexnet_keras.training import trainer as training
+from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
+from alexnet_keras.cuda_convnet.layers import ConvnetPool2D
 
 HERE = pathlib.Path(__file__).resolve().parent
 CFG = HERE.parents[1] / "shared/data/chm-release/example-layers"

@@ -29,8 +29,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alexnet_keras import registry  # noqa: E402
-from alexnet_keras.converters import mapper  # noqa: E402
-from alexnet_keras.converters.convert import read_source  # noqa: E402
+from alexnet_keras.caffe import mapper# noqa: E402
+from alexnet_keras.caffe.convert import read_source  # noqa: E402
 from alexnet_keras.weights import write_arrays  # noqa: E402
 from tests import caffe_files  # noqa: E402
 from tests.npy_files import keras_to_npy_dict, write_py2_npy  # noqa: E402

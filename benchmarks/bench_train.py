@@ -24,7 +24,10 @@ import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF lo
 # isort: split
 import tensorflow as tf
 
-from alexnet_keras import data, train_config, trainable, training
+from alexnet_keras.data import pipelines as data
+from alexnet_keras.training import config as train_config
+from alexnet_keras.training import setups as trainable
+from alexnet_keras.training import trainer as training
 
 HERE = pathlib.Path(__file__).resolve().parent
 

@@ -10,7 +10,8 @@ Without `--weights` it starts from the converted BVLC weights
 import argparse
 
 import alexnet_keras  # noqa: F401  (first: sets the TF environment)
-from alexnet_keras import train_config, training
+from alexnet_keras.training import config as train_config
+from alexnet_keras.training import trainer as training
 
 
 def main(argv=None):

@@ -53,7 +53,7 @@ def export(weights, folder, *extra):
 
 
 def make(tmp, variant, classes):
-    from alexnet_keras.serving import class_labels
+    from alexnet_keras.serving.graph import class_labels
 
     weights = make_weights(tmp / f"{variant}.weights.h5", variant, classes)
     folder = tmp / "models" / "alexnet" / "1"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import alexnet_keras
-from alexnet_keras.converters.chm_mapper import chm2012_arrays
+from alexnet_keras.cuda_convnet.chm2012_mapper import chm2012_arrays
 from tests import reference as ref
 
 TOLERANCE = 1e-4  # max relative logit error

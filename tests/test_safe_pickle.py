@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from alexnet_keras.converters import safe_pickle
+from alexnet_keras import safe_pickle
 from tests.npy_files import Py2Pickle
 
 

@@ -13,7 +13,8 @@ import pathlib
 
 import numpy as np
 
-from alexnet_keras.converters import caffe_reference, mapper
+from alexnet_keras.caffe import reference as caffe_reference
+from alexnet_keras.caffe import mapper
 
 __all__ = ["TOLERANCE", "VerifyResult", "verify"]
 

@@ -13,7 +13,7 @@ per-input matrices, the norms, the `hs` scaling and the mean are right.
 
 import numpy as np
 
-from alexnet_keras.converters import convnet_reference
+from alexnet_keras.cuda_convnet import reference as convnet_reference
 from alexnet_keras.converters.verify import VerifyResult, find_images, top5_names
 
 __all__ = ["verify_checkpoint"]
@@ -47,7 +47,7 @@ def verify_checkpoint(weights_path, net, layers, batches, images_dir, count=8, *
     import keras
 
     import alexnet_keras
-    from alexnet_keras.chm_weights_file import load_mirror
+    from alexnet_keras.cuda_convnet.cfg_weights import load_mirror
     from alexnet_keras.variants import IMAGENET_MEAN_RGB
 
     c, size, _ = net.image_shape

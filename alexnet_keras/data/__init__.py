@@ -1,0 +1,26 @@
+"""Datasets and tf.data pipelines.
+
+`open_dataset` opens a TFDS set or an image folder; `train_pipeline` and
+`eval_pipeline` turn a split into batches. The names are loaded on first use,
+so `alexnet_keras.data.image_folder` (pure Python) does not import TensorFlow.
+"""
+
+import importlib
+
+_PUBLIC = {
+    "DatasetInfo": "sources",
+    "dataset_summary": "sources",
+    "open_dataset": "sources",
+    "train_pipeline": "pipelines",
+    "eval_pipeline": "pipelines",
+}
+
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'alexnet_keras.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"alexnet_keras.data.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value

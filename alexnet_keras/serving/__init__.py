@@ -1,0 +1,1 @@
+"""Serving: the SavedModel graph (`graph`), `export`, and LiteRT (`lite`)."""

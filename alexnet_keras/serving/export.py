@@ -1,0 +1,235 @@
+"""`alexnet-keras export`: a SavedModel for TF Serving, or a LiteRT model.
+
+The SavedModel has two signatures (see `alexnet_keras.serving.graph`):
+
+- `serving_default`: `image_bytes`, a `[None]` string tensor of encoded
+  JPEG/PNG/GIF/BMP/WebP images of any size;
+- `predict_images`: `images`, float32 RGB 0..255 `[None, H, W, 3]` of any size.
+
+Both return `probabilities` `[None, classes]`, and `top_k_indices`,
+`top_k_scores` and `top_k_labels` `[None, k]`. The output folder is written
+under a hidden temporary name beside it and renamed at the end, so TF Serving,
+which polls `<base>/<model_name>/` for numbered version folders, never sees a
+half-written version.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+__all__ = ["ExportReport", "export_model"]
+
+FORMATS = ("saved_model", "tflite")
+METADATA_FILE = "alexnet_keras.json"  # in assets.extra/, which TF Serving leaves alone
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What `export_model` wrote."""
+
+    output: pathlib.Path
+    fmt: str
+    variant: str
+    input_size: int
+    classes: int
+    top_k: int
+    weight_bytes: int
+    written_bytes: int
+    seconds: float
+    notes: list
+
+    def __str__(self):
+        what = "SavedModel" if self.fmt == "saved_model" else "LiteRT model"
+        lines = [
+            f"output   {self.output} ({what})",
+            f"model    {self.variant}, {self.classes} classes, input {self.input_size}, "
+            f"top {self.top_k}",
+        ]
+        if self.fmt == "saved_model":
+            lines.append(
+                "inputs   serving_default: image_bytes string [None] (JPEG/PNG/GIF/BMP/WebP)"
+            )
+            lines.append("         predict_images: images float32 [None, H, W, 3] (RGB 0..255)")
+        else:
+            lines.append(
+                f"inputs   images float32 [1, H, W, 3] (RGB 0..255, shorter side 256, "
+                f"H, W >= {self.input_size})"
+            )
+        lines.append("outputs  probabilities, top_k_indices, top_k_scores, top_k_labels")
+        lines.append(
+            f"size     {self.written_bytes / 2**20:.1f} MiB written for "
+            f"{self.weight_bytes / 2**20:.1f} MiB of weights "
+            f"({self.written_bytes / self.weight_bytes:.3f}x)"
+        )
+        lines += [f"note     {n}" for n in self.notes]
+        lines.append(f"time     {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def _check_output(output, fmt, overwrite):
+    output = pathlib.Path(output)
+    if fmt == "tflite" and output.suffix != ".tflite":
+        raise ValueError(f"--format tflite writes a file ending in .tflite. Received: {output}")
+    if output.exists() and not overwrite:
+        kind = "folder" if output.is_dir() else "file"
+        raise ValueError(
+            f"{output}: the {kind} already exists; pass --overwrite to replace it "
+            "(TF Serving versions are usually new numbers instead)"
+        )
+    if output.exists() and output.is_dir() != (fmt == "saved_model"):
+        raise ValueError(
+            f"{output}: exists and is not a {'folder' if fmt == 'saved_model' else 'file'}"
+        )
+    return output
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _folder_bytes(path):
+    return sum(p.stat().st_size for p in pathlib.Path(path).rglob("*") if p.is_file())
+
+
+def _replace(tmp, output):
+    """Moves `tmp` to `output`; an old `output` is moved aside first, then deleted."""
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{os.getpid()}")
+        os.replace(output, old)
+    os.replace(tmp, output)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _mean_shape(preprocessing):
+    if not isinstance(preprocessing, dict):
+        return (3,)
+    return np.shape(preprocessing.get("mean", (0.0, 0.0, 0.0)))
+
+
+def _build(weights, input_size, top_k):
+    from alexnet_keras.model import AlexNet, _resolve_weights
+    from alexnet_keras.serving.graph import ServingModule, class_labels
+    from alexnet_keras.weights import read_metadata
+
+    path = _resolve_weights(weights)
+    meta = read_metadata(path)
+    size = int(input_size or meta["input_size"])
+    if size not in (224, 225, 226, 227):
+        raise ValueError(f"--input-size must be 224..227 (fc6 needs a 6x6 pool5). Received: {size}")
+    try:
+        labels = class_labels(meta)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    preprocessing = meta.get("preprocessing") or meta["variant"]
+    mean_shape = _mean_shape(preprocessing)
+    if len(mean_shape) == 3 and mean_shape[0] != size:
+        raise ValueError(
+            f"{path}: its mean image is {mean_shape[0]}x{mean_shape[1]}, so it serves at "
+            f"--input-size {mean_shape[0]} only. Received: --input-size {size}"
+        )
+    model = AlexNet(weights=path, input_shape=(size, size, 3))
+    module = ServingModule(model, preprocessing=preprocessing, labels=labels, top_k=top_k)
+    return path, meta, size, model, module
+
+
+def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model", overwrite=False):
+    """Exports a weights file for serving.
+
+    Args:
+        weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
+        output: for a SavedModel, the version folder TF Serving loads,
+            `<base>/<model_name>/<version>`; for LiteRT, a `.tflite` file.
+        top_k: labels per response.
+        input_size: the crop size; defaults to the weights'.
+        fmt: `"saved_model"` or `"tflite"`.
+        overwrite: replace an existing output.
+
+    Returns:
+        An `ExportReport`.
+
+    Raises:
+        ValueError: bad arguments, an existing output without `overwrite`,
+            or an unreadable weights file.
+
+    Example:
+
+    >>> import os, tempfile, alexnet_keras
+    >>> from alexnet_keras import weights
+    >>> from alexnet_keras.serving.export import export_model
+    >>> tmp = tempfile.mkdtemp()
+    >>> path = weights.save_weights(alexnet_keras.AlexNet(classes=10),
+    ...                             os.path.join(tmp, "m.weights.h5"), variant="bvlc")
+    >>> report = export_model(path, os.path.join(tmp, "models", "alexnet", "1"), top_k=3)
+    >>> sorted(os.listdir(report.output))
+    ['assets', 'assets.extra', 'fingerprint.pb', 'saved_model.pb', 'variables']
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"--top-k must be a positive integer. Received: {top_k!r}")
+    output = _check_output(output, fmt, overwrite)
+    start = time.perf_counter()
+    path, meta, size, model, module = _build(weights, input_size, top_k)
+    weight_bytes = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
+    notes = []
+    if fmt == "saved_model" and not output.name.isdigit():
+        notes.append(
+            f"TF Serving loads numbered version folders (<base>/<model_name>/<version>); "
+            f"{output.name!r} is not a number"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "weights": str(path),
+        "variant": meta["variant"],
+        "input_size": size,
+        "classes": meta["classes"],
+        "top_k": top_k,
+        "preprocessing": meta.get("preprocessing"),
+        "source": meta.get("source"),
+    }
+    if fmt == "saved_model":
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+        # mkdtemp makes the folder 0700; the server often runs as another user.
+        os.chmod(tmp, 0o777 & ~_umask())
+        try:
+            _write_saved_model(module, tmp, record)
+            written = _folder_bytes(tmp / "variables")
+            _replace(tmp, output)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        from alexnet_keras.serving.lite import tflite_bytes
+        from alexnet_keras.weights import atomic_write
+
+        data = tflite_bytes(module)
+        written = len(data)
+        atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data), suffix=".tflite")
+        notes.append(
+            "decode and the antialiased resize are not in the LiteRT op set: pass RGB pixels "
+            "resized to a shorter side of 256 (alexnet_keras.load_image does it)"
+        )
+    return ExportReport(
+        output=output, fmt=fmt, variant=meta["variant"], input_size=size,
+        classes=meta["classes"], top_k=top_k, weight_bytes=weight_bytes,
+        written_bytes=written, seconds=time.perf_counter() - start, notes=notes,
+    )  # fmt: skip
+
+
+def _write_saved_model(module, folder, record):
+    import tensorflow as tf
+
+    tf.saved_model.save(module, str(folder), signatures=module.signatures())
+    extra = folder / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    (extra / METADATA_FILE).write_text(json.dumps(record, indent=2) + "\n", "utf-8")

@@ -1,0 +1,1 @@
+"""Training: the driver (`run`), the loop (`trainer`), the typed config, setups and helpers."""

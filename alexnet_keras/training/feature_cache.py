@@ -1,0 +1,172 @@
+"""`--cache-features`: train the head on fc7 (or pool5) features computed once.
+
+With the backbone frozen, every epoch would recompute the same forward pass
+through conv1..fc7 (95 % of AlexNet's FLOPs). Instead the features of the
+center crops (and, by default, of their mirror images, the cheap part of the
+augmentation) are computed once, stored under `<model_dir>/features/`, and
+the head (fc8, or fc6..fc8 for pool5 features) trains on them. The head's
+layers are the model's own, so the trained weights land in the full model.
+"""
+
+import hashlib
+import json
+import logging
+import pathlib
+import time
+
+import numpy as np
+
+__all__ = ["head_trainer_inputs"]
+
+log = logging.getLogger("alexnet_keras")
+_HEAD = {"fc7": ("drop7", "fc8"), "pool5": ("flatten", "fc6", "relu6", "drop6", "fc7", "relu7",
+                                              "drop7", "fc8")}  # fmt: skip
+_OUTPUT = {"fc7": "relu7", "pool5": "pool5"}
+_NEEDS = {"fc7": "fc8", "pool5": "fc6"}
+
+
+def _check(config):
+    layer = config["feature_layer"]
+    from alexnet_keras.variants import WEIGHTED_LAYERS as order
+
+    frozen_until = config["trainable_from"]
+    if frozen_until is None or order.index(frozen_until) < order.index(_NEEDS[layer]):
+        raise ValueError(
+            f"--cache-features with {layer} features needs everything below the head frozen: "
+            f"pass --trainable-from {_NEEDS[layer]}"
+            + (" (or --freeze-backbone)" if layer == "pool5" else "")
+            + f". Received: trainable_from={frozen_until}"
+        )
+
+
+def _key(config, init_path, size, preprocessing):
+    digest = hashlib.sha256()
+    if init_path:
+        digest.update(pathlib.Path(init_path).read_bytes()[: 1 << 20])  # cheap identity
+    fields = ("dataset", "feature_layer", "cache_flip", "seed", "holdout")
+    blob = json.dumps([config[k] for k in fields] + [size, preprocessing, str(init_path)])
+    digest.update(blob.encode())
+    return digest.hexdigest()[:16]
+
+
+def _extract(extractor, ds, count, flip, path):
+    """Writes the features of `ds` (and of its mirror images) to `path`; returns the labels."""
+    import os
+
+    import tensorflow as tf
+    from numpy.lib.format import open_memmap
+
+    shape = tuple(extractor.output_shape[1:])
+    copies = 2 if flip else 1
+    tmp = path.with_suffix(".tmp.npy")
+    feats = open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count * copies, *shape))
+    labels = np.empty(count * copies, np.int32)
+    i, began = 0, time.perf_counter()
+    for x, y in ds:
+        n = int(y.shape[0])
+        feats[i : i + n] = extractor(x, training=False).numpy()
+        labels[i : i + n] = y.numpy()
+        if flip:  # mirroring the preprocessed crop equals preprocessing the mirrored one
+            feats[count + i : count + i + n] = extractor(tf.reverse(x, [2]), training=False).numpy()
+            labels[count + i : count + i + n] = y.numpy()
+        i += n
+        if (i // n) % 20 == 0:  # a CPU pass over CIFAR-10 takes many minutes: show it moving
+            rate = i / (time.perf_counter() - began)
+            log.info("features %s: %d/%d images, %.0f img/s, ETA %.1f min", path.stem, i, count,
+                     rate, (count - i) / rate / 60)  # fmt: skip
+    feats.flush()
+    log.info("features %s: %d images in %.0f s", path.stem, i, time.perf_counter() - began)
+    if i == count:
+        del feats
+        os.replace(tmp, path)
+        return labels
+    # Images that failed to decode were dropped by the pipeline: compact.
+    keep = np.r_[0:i, count : count + i] if flip else np.arange(i)
+    np.save(path, feats[keep])
+    del feats
+    tmp.unlink()
+    return labels[keep]
+
+
+def _features(config, model, splits, info, size, preprocessing, folder):
+    import keras
+
+    from alexnet_keras.data import pipelines as data
+
+    extractor = keras.Model(model.inputs, model.get_layer(_OUTPUT[config["feature_layer"]]).output)
+    if (folder / "done.json").exists():
+        log.info("reusing cached features in %s", folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "eval"):
+            ds = data.eval_pipeline(splits[split], input_size=size, batch_size=64,
+                                    preprocessing=preprocessing)  # fmt: skip
+            flip = config["cache_flip"] and split == "train"
+            labels = _extract(
+                extractor, ds, info.num_examples[split], flip, folder / f"{split}.npy"
+            )
+            np.save(folder / f"{split}_labels.npy", labels)
+        (folder / "done.json").write_text(json.dumps({"dataset": config["dataset"]}))
+    return {
+        split: (np.load(folder / f"{split}.npy"), np.load(folder / f"{split}_labels.npy"))
+        for split in ("train", "eval")
+    }
+
+
+def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessing, out):
+    """The head model and its cached-feature datasets for `training.Trainer`.
+
+    Returns:
+        `(head_model, make_train(epoch, skip), make_eval(), steps_per_epoch)`.
+    """
+    import keras
+    import tensorflow as tf
+
+    _check(config)
+    key = _key(config, config.get("weights"), size, preprocessing)
+    features = _features(config, model, splits, info, size, preprocessing,
+                         pathlib.Path(out) / "features" / key)  # fmt: skip
+    with strategy.scope():
+        inputs = keras.Input(shape=features["train"][0].shape[1:], name="features")
+        x = inputs
+        for name in _HEAD[config["feature_layer"]]:
+            x = model.get_layer(name)(x)
+        head = keras.Model(inputs, x, name="head")
+    batch = config["batch_size"]
+    train_x, train_y = features["train"]
+    steps = len(train_y) // batch
+    if config["steps_per_epoch"]:
+        steps = min(steps, config["steps_per_epoch"])
+
+    def gather(x, y):
+        def fn(idx):
+            return x[idx].astype(np.float32), y[idx]
+
+        return fn
+
+    def batches(x, y, order, drop_remainder):
+        fn = gather(x, y)
+
+        @tf.autograph.experimental.do_not_convert
+        def lookup(idx):
+            fx, fy = tf.numpy_function(fn, [idx], (tf.float32, tf.int32))
+            fx.set_shape((None, *x.shape[1:]))
+            fy.set_shape((None,))
+            return fx, fy
+
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch, drop_remainder=drop_remainder)
+        return ds, lookup
+
+    def make_train(epoch, skip):
+        order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_y))
+        ds, lookup = batches(train_x, train_y, order, True)
+        ds = ds.skip(skip).map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    eval_x, eval_y = features["eval"]
+
+    def make_eval():
+        ds, lookup = batches(eval_x, eval_y, np.arange(len(eval_y)), False)
+        return ds.map(lookup).prefetch(tf.data.AUTOTUNE)
+
+    return head, make_train, make_eval, steps
