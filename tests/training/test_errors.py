@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from alexnet_keras.cli import cli
 from tests.conftest import SHARED, require
-from tests.test_training import QUICK, imagenet_weights  # noqa: F401
+from tests.training.test_trainer import QUICK, imagenet_weights  # noqa: F401
 
 MINI = SHARED / "data" / "cifar10-mini"
 

@@ -21,7 +21,7 @@ import pytest
 from alexnet_keras.weights import read_arrays
 from tests.conftest import SHARED, require
 from tests.loopback import closed_port
-from tests.test_training import imagenet_weights  # noqa: F401  (a session fixture)
+from tests.training.test_trainer import imagenet_weights  # noqa: F401  (a session fixture)
 
 MINI = SHARED / "data" / "cifar10-mini"
 
