@@ -11,6 +11,7 @@ layers as `layer.py` does (`docs/formats.md` §1.2-1.3). `training_config`
 reads a parameter file against its definition file. Layer types alexnet-keras
 cannot build (blur, nailbed, treefc, ...) are refused by name, and every
 error names the file, the line and the layer. No Keras is imported.
+`cfg_summary.summary` prints a net as a table.
 """
 
 import dataclasses
@@ -19,9 +20,9 @@ import pathlib
 
 from alexnet_keras.cuda_convnet import cfg_rules as rules
 from alexnet_keras.cuda_convnet.cfg_params import read_training_config
-from alexnet_keras.cuda_convnet.cfg_text import Where, read_cfg
+from alexnet_keras.cuda_convnet.cfg_text import CfgText, Where, read_cfg
 
-__all__ = ["ChmNet", "Layer", "parse_cfg", "read_net", "summary", "training_config"]
+__all__ = ["ChmNet", "Layer", "parse_cfg", "read_net", "training_config"]
 
 DEF_FILE = "a cuda-convnet layer definition file"
 PARAMS_FILE = "a cuda-convnet layer parameter file"
@@ -198,9 +199,10 @@ def _topological(nodes):
     return ordered
 
 
-def _default_image_size(path, nodes):
+def _default_image_size(source, path, nodes):
     """224 for the ImageNet nets, else 32 (CIFAR): only the data provider knew the size."""
-    if pathlib.Path(path).resolve().parent.name == "layers":
+    on_disk = not isinstance(source, CfgText)  # a stored text has no folder to go by
+    if on_disk and pathlib.Path(path).resolve().parent.name == "layers":
         return 224, "image size 224: the def file is in a layers/ folder (the ImageNet nets)"
     images = {n.name for n in nodes.values() if n.type == "data" and n.params["dataIdx"] == 0}
     for node in nodes.values():
@@ -217,8 +219,8 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
     """Reads a cuda-convnet layer definition file into a `ChmNet`.
 
     Args:
-        layers_path: a `layers-*.cfg` file.
-        params_path: its `layer-params-*.cfg`; if given, read strictly
+        layers_path: a `layers-*.cfg` file, or its text as a `cfg_text.CfgText`.
+        params_path: its `layer-params-*.cfg` (or a `CfgText`); if given, read strictly
             against the def file and kept as `net.config`. For the few real
             files that need loose reading, call `training_config(...,
             strict=False)` and pass the result to `summary`.
@@ -264,7 +266,7 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
     _detach_neurons(nodes)
     ordered = _topological(nodes)
     if image_size is None:
-        image_size, why = _default_image_size(cfg.path, nodes)
+        image_size, why = _default_image_size(layers_path, cfg.path, nodes)
     elif isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"{cfg.path}: image_size must be a positive int. Received: {image_size!r}")
     else:
@@ -283,7 +285,9 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
         shapes[node.name] = out
         count = sum(math.prod(w) for w in weights)
         layers.append(Layer(node.name, node.type, node.inputs, params, out, weights, count))
-    config = None if params_path is None else training_config(layers_path, params_path)
+    config = None
+    if params_path is not None:  # against the def file already read: each file is read once
+        config = read_training_config(cfg, read_cfg(params_path, PARAMS_FILE), True)
     comments = tuple(text for _, text in cfg.comments)
     return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes))
 
@@ -339,74 +343,3 @@ def training_config(layers_path, params_path, *, strict=True):
     """
     defs = read_cfg(layers_path, DEF_FILE)
     return read_training_config(defs, read_cfg(params_path, PARAMS_FILE, not strict), strict)
-
-
-def _text(value):
-    if isinstance(value, tuple):
-        return ",".join(_text(v) for v in value)
-    if isinstance(value, dict):
-        return value.get("text", str(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _table(rows):
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
-def summary(net, config=None):
-    """A layer table (name, type, inputs, output shape, parameters), then the training config.
-
-    Args:
-        net: a `ChmNet`.
-        config: a `training_config`; default `net.config`.
-
-    Example:
-
-    >>> net = read_net("../shared/data/chm-release/example-layers/layers-80sec.cfg",
-    ...                "../shared/data/chm-release/example-layers/layer-params-80sec.cfg")
-    >>> text = summary(net)
-    >>> text.splitlines()[0]
-    '../shared/.../layers-80sec.cfg: 17 layers, 145,578 parameters, image size 32 (CIFAR)...'
-    >>> print(text[text.index("name "):])  # doctest: +ELLIPSIS
-    name          type         inputs        output    params
-    data          data                       3x32x32   0
-    labels        data                       1         0
-    conv1         conv         data          32x32x32  2,432
-    conv1_neuron  neuron       conv1         32x32x32  0
-    pool1         pool         conv1_neuron  32x16x16  0
-    ...
-    logprob       cost.logreg  labels,probs  -         0
-    <BLANKLINE>
-    training config from ...layer-params-80sec.cfg:
-    # 26% error on CIFAR-10 in 80 seconds - layer parameter file
-    conv1    epsW=0.001 epsB=0.002 momW=0.9 momB=0.9 wc=0.004 wball=0 schedW=default schedB=default
-    ...
-    logprob  coeff=1 topk=1
-    """
-    config = net.config if config is None else config
-    lines = [f"{net.source}: {len(net.layers)} layers, {net.param_count:,} parameters, "
-             + "; ".join(net.notes)]  # fmt: skip
-    rows = [("name", "type", "inputs", "output", "params")]
-    for layer in net.layers:
-        shape = "x".join(map(str, layer.output_shape)) or "-"
-        rows.append(
-            (layer.name, layer.type, ",".join(layer.inputs), shape, f"{layer.param_count:,}")
-        )
-    lines += _table(rows)
-    if config:
-        lines += ["", f"training config from {config['source']}:"]
-        lines += [f"# {text}" for text in config["header"]]
-        rows = []
-        for name, entry in config["layers"].items():
-            values = (f"{k}={_text(v)}" for k, v in entry.items() if k != "type" and v is not None)
-            rows.append((name, " ".join(values)))
-        lines += _table(rows) if rows else []
-        for nll, *errors in config["results"]:
-            lines.append(f"result in comments: logprob {nll}, error " + ", ".join(map(str, errors)))
-    return "\n".join(lines)

@@ -13,7 +13,7 @@ import re
 
 from alexnet_keras.caffe.source import existing_file
 
-__all__ = ["Where", "read_cfg"]
+__all__ = ["CfgText", "Where", "read_cfg"]
 
 
 class Where:
@@ -38,6 +38,18 @@ class Where:
         raise ValueError(f"{self.path}:{line}: layer {self.name!r} {what}. Received: {received}")
 
 
+@dataclasses.dataclass(frozen=True)
+class CfgText:
+    """A cfg file's text held in memory, read as if it were the file `name`.
+
+    A cfg-model weights file stores its cfg files' texts; this reads them back
+    without writing them anywhere.
+    """
+
+    name: str
+    text: str
+
+
 @dataclasses.dataclass
 class Cfg:
     """A `.cfg` file as read: values as strings, with the line of everything."""
@@ -53,18 +65,24 @@ _SECTION = re.compile(r"\[([^\]]*)\]")
 _TRAILING_COMMENT = re.compile(r"(?:^|\s)[#;].*$")
 
 
-def read_cfg(path, expected, lenient=False):
-    """Reads a `.cfg` file as a `Cfg`; see `parse_cfg` for what it refuses.
+def read_cfg(source, expected, lenient=False):
+    """Reads a `.cfg` file (a path, or a `CfgText`) as a `Cfg`; see `parse_cfg` for what it refuses.
 
     `lenient` reads as Python 2's ConfigParser did for CHM: a repeated
     section continues the first one and a repeated key replaces the value;
     `notes` says where.
     """
-    path = existing_file(path, expected)
+    if isinstance(source, CfgText):
+        return _parse(pathlib.Path(source.name), source.text, expected, lenient)
+    path = existing_file(source, expected)
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file, expected {expected}") from None
+    return _parse(path, text, expected, lenient)
+
+
+def _parse(path, text, expected, lenient):
     cfg, section = Cfg(path, {}, {}, []), None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()

@@ -1,4 +1,4 @@
-"""Weights files of cfg-mirroring models (`chm_model.build_model`), self-contained.
+"""Weights files of cfg-mirroring models (`cfg_model.build_model`), self-contained.
 
 The file is `model.save_weights` output plus a root attribute `alexnet_keras`
 with JSON metadata: `"model": "chm-cfg"`, the text and sha256 of the layer
@@ -10,7 +10,6 @@ rebuilds the model from the file alone.
 import hashlib
 import json
 import pathlib
-import tempfile
 
 import numpy as np
 
@@ -77,6 +76,7 @@ def load_mirror(path):
 
     from alexnet_keras.cuda_convnet.cfg_model import build_model
     from alexnet_keras.cuda_convnet.cfg_net import read_net
+    from alexnet_keras.cuda_convnet.cfg_text import CfgText
 
     path = pathlib.Path(path)
     try:
@@ -86,17 +86,10 @@ def load_mirror(path):
         raise ValueError(f"{path}: not a cfg-model weights file written by alexnet-keras") from None
     if meta.get("model") != "chm-cfg":
         raise ValueError(f"{path}: not a cfg-model weights file written by alexnet-keras")
-    with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for key in ("layers_cfg", "params_cfg"):
-            record = meta.get(key)
-            if record is None:
-                files.append(None)
-                continue
-            file = pathlib.Path(tmp, record["name"])
-            file.write_bytes(record["text"].encode("latin-1"))
-            files.append(file)
-        net = read_net(*files, image_size=meta.get("image_size"))
+    # The stored texts are parsed as they are: no temporary files.
+    texts = [None if meta.get(key) is None else CfgText(meta[key]["name"], meta[key]["text"])
+             for key in ("layers_cfg", "params_cfg")]  # fmt: skip
+    net = read_net(*texts, image_size=meta.get("image_size"))
     model = build_model(net)
     model.load_weights(path)
     return model, meta

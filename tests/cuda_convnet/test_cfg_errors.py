@@ -3,7 +3,8 @@
 import pytest
 
 from alexnet_keras.cuda_convnet import cfg_text as chm_text
-from alexnet_keras.cuda_convnet.cfg_net import parse_cfg, read_net, summary, training_config
+from alexnet_keras.cuda_convnet.cfg_net import parse_cfg, read_net, training_config
+from alexnet_keras.cuda_convnet.cfg_summary import summary
 
 
 def test_parse_cfg_syntax(tmp_path):
