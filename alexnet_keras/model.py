@@ -1,9 +1,8 @@
 """`AlexNet(...)`: the functional graph, built from a variant spec."""
 
-import os
-
 import keras
 
+from alexnet_keras import pretrained
 from alexnet_keras import variants as V
 from alexnet_keras.geometry import conv_geometry, conv_padding, pool_geometry
 from alexnet_keras.layers import (
@@ -11,10 +10,9 @@ from alexnet_keras.layers import (
     LocalResponseNormalization,
     SpatialResponseNormalization,
 )
+from alexnet_keras.weights import load_into, read_metadata
 
 __all__ = ["AlexNet"]
-
-_FC6_GRID = 6  # fc6 sees 6x6x256 = 9216 features in every release
 
 
 def AlexNet(
@@ -56,10 +54,12 @@ def AlexNet(
         include_top: whether to include fc6..fc8.
         weights: `None` (random initialisation), the path of a
             `.weights.h5` written by `alexnet-keras convert` or by training,
-            or a release name from the registry (`"bvlc_alexnet"`,
-            `"bvlc_reference_caffenet"`): its converted file in the cache,
-            or else the release downloaded, verified and converted. The
-            file's metadata sets the variant, classes and input size.
+            a legacy file (`bvlc_alexnet.npy`, a `.caffemodel`) converted
+            through the cache, or a release name from the registry
+            (`"bvlc_alexnet"`, `"bvlc_reference_caffenet"`): its converted
+            file in the cache, or else the release downloaded, verified and
+            converted (`alexnet_keras.pretrained.resolve`). The file's
+            metadata sets the variant, classes and input size.
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: `(H, W, 3)`; defaults to the variant's size (227 or 224).
             With `include_top` the input must give a 6x6 pool5 (224..227 do).
@@ -82,8 +82,8 @@ def AlexNet(
     >>> model.count_params(), model.input_shape
     (60965224, (None, 224, 224, 3))
     """
-    weights = _resolve_weights(weights)
-    meta = None if weights is None else _read_weights_metadata(weights)
+    weights = pretrained.resolve(weights)
+    meta = None if weights is None else read_metadata(weights)
     if meta is not None:
         if variant is not None and variant != meta["variant"]:
             raise ValueError(
@@ -112,9 +112,9 @@ def AlexNet(
 
     x, (h, w) = _features(img_input, spec, (height, width))
     if include_top:
-        if (h, w) != (_FC6_GRID, _FC6_GRID):
+        if (h, w) != (V.FC6_GRID, V.FC6_GRID):
             raise ValueError(
-                f"With include_top=True the input must give a {_FC6_GRID}x{_FC6_GRID} pool5 "
+                f"With include_top=True the input must give a {V.FC6_GRID}x{V.FC6_GRID} pool5 "
                 f"(224 to 227 pixels do); this one gives {h}x{w}. "
                 f"Received: input_shape={tuple(img_input.shape[1:])}"
             )
@@ -127,33 +127,8 @@ def AlexNet(
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     model = keras.Model(inputs, x, name=name or f"alexnet_{spec.name}")
     if weights is not None:
-        from alexnet_keras.weights import load_into
-
         load_into(model, weights)
     return model
-
-
-def _resolve_weights(weights):
-    """A release name becomes the path of its converted file (converting it if needed)."""
-    if weights is None:
-        return None
-    if not isinstance(weights, (str, bytes)) and not hasattr(weights, "__fspath__"):
-        raise ValueError(
-            "`weights` must be None, a release name or the path of a .weights.h5 file. "
-            f"Received: weights={weights!r}"
-        )
-    from alexnet_keras import registry
-
-    if isinstance(weights, str) and not os.path.exists(weights):
-        if weights in registry.release_names():
-            return registry.resolve(weights)
-    return weights
-
-
-def _read_weights_metadata(weights):
-    from alexnet_keras.weights import read_metadata
-
-    return read_metadata(weights)
 
 
 def _image_input(input_tensor, input_shape, default_size):

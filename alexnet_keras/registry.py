@@ -23,12 +23,12 @@ import json
 import os
 import pathlib
 import re
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import warnings
+
+from alexnet_keras.progress import Progress
 
 __all__ = [
     "OfflineError",
@@ -37,16 +37,15 @@ __all__ = [
     "converted_name",
     "converted_path",
     "download",
+    "downloaded",
     "file_digests",
     "get_release",
     "identify",
     "manifest",
     "release_names",
-    "resolve",
 ]
 
 _CHUNK = 1 << 20
-_PROGRESS_INTERVAL_S = 0.25
 
 
 class OfflineError(ValueError):
@@ -227,30 +226,11 @@ def _check_file(path, file_entry, digests=None):
     return problem
 
 
-class _Progress:
-    """One self-overwriting stderr line, redrawn at most every 0.25 s."""
-
-    def __init__(self, label, total, enabled):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.start = self.last = time.monotonic()
-
-    def update(self, done, final=False):
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < _PROGRESS_INTERVAL_S):
-            return
-        self.last = now
-        rate = done / 1e6 / max(now - self.start, 1e-6)
-        total = f"/{self.total / 1e6:.1f}" if self.total else ""
-        end = "\n" if final else ""
-        sys.stderr.write(f"\r{self.label}: {done / 1e6:.1f}{total} MB, {rate:.1f} MB/s{end}")
-        sys.stderr.flush()
-
-
 def _fetch(response, url, tmp, label, progress):
     """Streams an open `response` into `tmp`; returns (digests, Content-Length or None)."""
     length = response.headers.get("Content-Length")
     length = int(length) if length and length.isdigit() else None
-    bar = _Progress(label, length, progress)
+    bar = Progress(length, label=label, unit="MB", enabled=progress, scale=1e6, decimals=1)
     sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
     try:
         while True:
@@ -272,7 +252,7 @@ def _fetch(response, url, tmp, label, progress):
             bar.update(size)
     finally:
         # End the progress line even on failure, so an error message starts clean.
-        bar.update(size, final=True)
+        bar.close()
     return {"sha1": sha1.hexdigest(), "sha256": sha256.hexdigest(), "size": size}, length
 
 
@@ -345,38 +325,23 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
     return target
 
 
-def resolve(name: str, *, fmt=None, progress=True, convert=None) -> pathlib.Path:
-    """Returns the path of release `name`'s converted `.weights.h5`, making it if needed.
+def downloaded(name: str, fmt=None):
+    """Returns a verified source file of release `name` in `<cache>/downloads`, or None.
 
-    Uses, in order: the converted file in the cache; a verified source file
-    already in `<cache>/downloads` (any listed format, the caffemodel first);
-    a fresh download. A source file is passed to `convert(path)`, which
-    returns the written path (or an object with an `output` attribute).
+    Any listed format counts (the caffemodel first), or only `fmt`. A file
+    with no published checksum is accepted with an `UnverifiedDownloadWarning`;
+    one that fails its checksum is skipped (`download` replaces it).
 
-    Args:
-        name: a release name.
-        fmt: restrict the source files to this format.
-        progress: draw a download progress line on stderr.
-        convert: the converter; default
-            `alexnet_keras.caffe.convert.convert_file`.
+    Example:
 
-    Example (needs the network, or the source file in the cache):
-
-    >>> registry.resolve("bvlc_alexnet").name  # doctest: +SKIP
-    'bvlc_alexnet-4bff209a.weights.h5'
+    >>> from alexnet_keras import registry
+    >>> registry.downloaded("bvlc_alexnet", "h5") is None  # the release lists no .h5 file
+    True
     """
-    entry = get_release(name)
-    existing = converted_path(name)
-    if existing is not None:
-        return existing
-    # Any verified source already downloaded saves the network; the caffemodel first.
-    files = sorted(entry["files"], key=lambda f: f["format"] != "caffemodel")
-    present = [
-        (cache_dir() / "downloads" / f["filename"], f) for f in files if fmt in (None, f["format"])
-    ]
-    source = next((p for p, f in present if p.is_file() and not _check_file(p, f)), None)
-    source = source or download(name, fmt, progress=progress)
-    if convert is None:
-        from alexnet_keras.caffe.convert import convert_file as convert
-    result = convert(source)
-    return pathlib.Path(getattr(result, "output", result))
+    files = sorted(get_release(name)["files"], key=lambda f: f["format"] != "caffemodel")
+    for file_entry in files:
+        path = cache_dir() / "downloads" / file_entry["filename"]
+        if fmt in (None, file_entry["format"]) and path.is_file():
+            if not _check_file(path, file_entry):
+                return path
+    return None

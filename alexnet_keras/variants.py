@@ -12,8 +12,10 @@ with `layers/layer-params-145.cfg`).
 """
 
 import dataclasses
+import functools
+import importlib.resources
 
-__all__ = ["VARIANTS", "VariantSpec", "get_variant"]
+__all__ = ["VARIANTS", "VariantSpec", "check_input_size", "get_variant", "imagenet_classes"]
 
 # Per-channel ILSVRC-2012 mean of BVLC's `ilsvrc_2012_mean.npy`, in BGR order
 # (formats.md §4, "Input expectations").
@@ -196,6 +198,53 @@ VARIANTS = {spec.name: spec for spec in (BVLC, CAFFENET, CHM2012)}
 WEIGHTED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 FC_UNITS = 4096
 DROPOUT_RATE = 0.5
+# pool5 is FC6_GRID x FC6_GRID x 256 = 9216 features in every release; the
+# inputs that give it (with include_top) are INPUT_SIZES, in every variant.
+FC6_GRID = 6
+INPUT_SIZES = (224, 225, 226, 227)
+
+
+def check_input_size(size, option="--input-size"):
+    """Returns `size` if it is None or one of `INPUT_SIZES`.
+
+    Raises:
+        ValueError: naming `option`, if fc6 would not get a 6x6 pool5.
+
+    Example:
+
+    >>> from alexnet_keras.variants import check_input_size
+    >>> check_input_size(224)
+    224
+    >>> check_input_size(200)
+    Traceback (most recent call last):
+    ...
+    ValueError: `--input-size` must be 224..227 (AlexNet's fc6 needs a 6x6 pool5). Received: 200
+    """
+    if size is not None and (isinstance(size, bool) or size not in INPUT_SIZES):
+        raise ValueError(
+            f"`{option}` must be {INPUT_SIZES[0]}..{INPUT_SIZES[-1]} (AlexNet's fc6 needs a "
+            f"{FC6_GRID}x{FC6_GRID} pool5). Received: {size}"
+        )
+    return size
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes():
+    """The 1000 ILSVRC-2012 classes as `(wnid, name)` pairs, in sorted-wnid order.
+
+    This is Caffe's class-index order (`synset_words.txt`), which BVLC's
+    weights use. Shared data: the converters name 1000-class weights with
+    it, and `preprocessing.decode_predictions` reads it.
+
+    Example:
+
+    >>> from alexnet_keras.variants import imagenet_classes
+    >>> imagenet_classes()[0]
+    ('n01440764', 'tench')
+    """
+    text = importlib.resources.files("alexnet_keras").joinpath("resources/imagenet_classes.txt")
+    pairs = [line.split(" ", 1) for line in text.read_text("utf-8").splitlines() if line]
+    return tuple((wnid, name) for wnid, name in pairs)
 
 
 def get_variant(name):

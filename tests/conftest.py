@@ -54,6 +54,16 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty cache of its own (`ALEXNET_KERAS_HOME`), no mirror, no proxy for loopback."""
+    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ALEXNET_KERAS_MIRROR", raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return tmp_path / "home"
+
+
 @pytest.fixture(scope="session")
 def _loopback():
     from tests import loopback

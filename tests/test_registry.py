@@ -37,14 +37,7 @@ FILE_KEYS = {"format", "filename", "url", "size", "sha1", "sha256", "sources"}
 BODY = os.urandom(300_000)
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    """Every test gets its own cache, no mirror, and no proxy for the loopback server."""
-    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ALEXNET_KERAS_MIRROR", raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return tmp_path / "home"
+pytestmark = pytest.mark.usefixtures("home")  # tests/conftest.py: an empty cache each
 
 
 def _fake_manifest(monkeypatch, body=BODY, **file_overrides):
@@ -210,17 +203,6 @@ def test_download_progress_line_and_dest_dir(server, tmp_path, monkeypatch, caps
     assert err.count("\n") == 1
 
 
-def test_progress_is_throttled(capsys):
-    bar = registry._Progress("f.bin", 10**9, enabled=True)
-    for done in range(0, 10**9, 10**6):
-        bar.update(done)
-    bar.update(10**9, final=True)
-    err = capsys.readouterr().err
-    assert err.count("\r") <= 2 and "\rf.bin: 1000.0/1000.0 MB, " in err and err.endswith(" MB/s\n")
-    registry._Progress("f.bin", None, enabled=False).update(5, final=True)
-    assert capsys.readouterr().err == ""
-
-
 def test_download_uses_the_manifest_url_without_a_mirror(server, monkeypatch):
     _fake_manifest(monkeypatch, url=server.url + "/bvlc_alexnet.caffemodel")
     monkeypatch.delenv("ALEXNET_KERAS_MIRROR")
@@ -298,6 +280,26 @@ def test_offline_error_says_when_the_file_in_place_fails(home, monkeypatch):
     assert _listing(home / "downloads") == ["bvlc_alexnet.caffemodel"]  # the user's file stays
 
 
+def test_downloaded_finds_a_verified_source_the_caffemodel_first(home, monkeypatch):
+    _fake_manifest(monkeypatch)
+    downloads = home / "downloads"
+    assert registry.downloaded("bvlc_alexnet") is None  # no folder yet
+    downloads.mkdir(parents=True)
+    (downloads / "bvlc_alexnet.npy").write_bytes(b"npy")
+    with pytest.warns(registry.UnverifiedDownloadWarning):  # no checksum is published
+        assert registry.downloaded("bvlc_alexnet") == downloads / "bvlc_alexnet.npy"
+    (downloads / "bvlc_alexnet.caffemodel").write_bytes(BODY[:-1] + b"x")  # fails its sha256
+    with pytest.warns(registry.UnverifiedDownloadWarning):
+        assert registry.downloaded("bvlc_alexnet") == downloads / "bvlc_alexnet.npy"
+    assert registry.downloaded("bvlc_alexnet", "caffemodel") is None
+    (downloads / "bvlc_alexnet.caffemodel").write_bytes(BODY)
+    assert registry.downloaded("bvlc_alexnet") == downloads / "bvlc_alexnet.caffemodel"
+    with pytest.warns(registry.UnverifiedDownloadWarning):
+        assert registry.downloaded("bvlc_alexnet", "npy") == downloads / "bvlc_alexnet.npy"
+    with pytest.raises(ValueError, match="Unknown weights release"):
+        registry.downloaded("alexnet_v2")
+
+
 def test_download_http_error_is_offline_error(server, monkeypatch):
     _fake_manifest(monkeypatch)
     with pytest.raises(registry.OfflineError, match="HTTP Error 404"):
@@ -320,64 +322,6 @@ def test_download_without_checksum_warns(server, home, monkeypatch):
     assert path.read_bytes() == b"npy bytes"
     with pytest.raises(ValueError, match="has no 'h5' file"):
         registry.download("bvlc_alexnet", "h5")
-
-
-# --- resolve ------------------------------------------------------------------------------
-
-
-class _Converter:
-    def __init__(self, home):
-        self.home, self.calls = home, []
-
-    def __call__(self, source):
-        self.calls.append(pathlib.Path(source))
-        out = self.home / "bvlc_alexnet-4bff209a.weights.h5"
-        out.write_bytes(b"converted")
-        return type("Report", (), {"output": str(out)})()
-
-
-def test_resolve_downloads_converts_then_reuses(server, home, monkeypatch):
-    _fake_manifest(monkeypatch)
-    _serve(server, "bvlc_alexnet.caffemodel", BODY)
-    convert = _Converter(home)
-    out = registry.resolve("bvlc_alexnet", progress=False, convert=convert)
-    assert out == home / "bvlc_alexnet-4bff209a.weights.h5"
-    assert convert.calls == [home / "downloads" / "bvlc_alexnet.caffemodel"]
-    assert registry.resolve("bvlc_alexnet", convert=convert) == out
-    assert len(convert.calls) == 1 and len(server.requests) == 1
-
-
-def test_resolve_uses_a_cached_source_without_network(home, monkeypatch):
-    _fake_manifest(monkeypatch)
-    monkeypatch.setenv("ALEXNET_KERAS_MIRROR", f"http://127.0.0.1:{_closed_port()}")
-    (home / "downloads").mkdir(parents=True)
-    npy = home / "downloads" / "bvlc_alexnet.npy"
-    npy.write_bytes(b"npy")
-    seen = []
-
-    def convert(source):
-        seen.append(source)
-        return home / "out.weights.h5"
-
-    with pytest.warns(registry.UnverifiedDownloadWarning):
-        assert registry.resolve("bvlc_alexnet", convert=convert) == home / "out.weights.h5"
-    assert seen == [npy]
-    # The caffemodel wins over the npy once it is there and verifies.
-    (home / "downloads" / "bvlc_alexnet.caffemodel").write_bytes(BODY)
-    registry.resolve("bvlc_alexnet", convert=convert)
-    assert seen[-1].name == "bvlc_alexnet.caffemodel"
-    with pytest.warns(registry.UnverifiedDownloadWarning):
-        registry.resolve("bvlc_alexnet", fmt="npy", convert=convert)
-    assert seen[-1] == npy
-
-
-def test_resolve_offline_and_unknown(home, monkeypatch):
-    _fake_manifest(monkeypatch)
-    monkeypatch.setenv("ALEXNET_KERAS_MIRROR", f"http://127.0.0.1:{_closed_port()}")
-    with pytest.raises(registry.OfflineError, match="bvlc_alexnet is not in the cache"):
-        registry.resolve("bvlc_alexnet", convert=lambda p: pytest.fail("converted"))
-    with pytest.raises(ValueError, match="Unknown weights release"):
-        registry.resolve("alexnet_v2", convert=lambda p: pytest.fail("converted"))
 
 
 def test_docstring_examples():

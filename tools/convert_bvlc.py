@@ -1,8 +1,8 @@
 """Convert a BVLC AlexNet release end to end: convert, check parity, write the manifest entry.
 
-    python converters/convert_bvlc.py bvlc_alexnet.caffemodel
-    python converters/convert_bvlc.py bvlc_reference_caffenet.caffemodel --prototxt deploy.prototxt
-    python converters/convert_bvlc.py bvlc_alexnet.npy --images ../shared/data/imagenet-sample
+    python tools/convert_bvlc.py bvlc_alexnet.caffemodel
+    python tools/convert_bvlc.py bvlc_reference_caffenet.caffemodel --prototxt deploy.prototxt
+    python tools/convert_bvlc.py bvlc_alexnet.npy --images ../shared/data/imagenet-sample
 
 1. Converts SRC (`.npy` or `.caffemodel`) with `alexnet_keras.converters`.
 2. Runs the converted Keras model and the independent float64 numpy Caffe
@@ -10,8 +10,10 @@
    and fails (exit 1) unless the fc8 logits agree to 1e-4 relative.
 3. Prints the manifest entry for the file (its size, sha1 and sha256, the
    variant, the parity result). With `--write` it fills the release's file
-   entry in `weights/manifest.json` and in the package copy; a file whose
-   published sha1 disagrees is refused, since it is not that release.
+   entry in `weights/manifest.json` and writes the same bytes to the package
+   copy, `alexnet_keras/resources/manifest.json` (the one `registry` reads; the
+   tests require the two to be identical); a file whose published sha1
+   disagrees is refused, since it is not that release.
 
 Exit codes: 0 converted and verified; 1 parity failed; 2 bad input.
 """
@@ -22,8 +24,12 @@ import pathlib
 import shutil
 import sys
 
+# The repository this script sits in (tools/..): the source manifest, then the package copy.
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MANIFESTS = [ROOT / "weights" / "manifest.json", ROOT / "alexnet_keras" / "data" / "manifest.json"]
+MANIFESTS = [
+    ROOT / "weights" / "manifest.json",
+    ROOT / "alexnet_keras" / "resources" / "manifest.json",
+]
 
 
 def file_entry(report, url):
@@ -85,7 +91,7 @@ def main(argv=None):
         if known:
             url = next((f["url"] for f in known["files"] if f["format"] == report.format), None)
         parity = (
-            f"alexnet-keras converters/convert_bvlc.py: {len(result.images)} images of "
+            f"alexnet-keras tools/convert_bvlc.py: {len(result.images)} images of "
             f"{args.images.name}, max relative fc8 logit error {result.max_rel:.2e} vs the "
             "float64 numpy Caffe reference"
         )

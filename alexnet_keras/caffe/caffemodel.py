@@ -20,7 +20,8 @@ from alexnet_keras.caffe.params import (
     layer_kind,
     layer_params,
 )
-from alexnet_keras.caffe.source import SourceLayer, SourceNet, existing_file
+from alexnet_keras.caffe.source import SourceLayer, SourceNet
+from alexnet_keras.files import existing_file
 
 __all__ = ["read_caffemodel"]
 

@@ -11,9 +11,9 @@ import pathlib
 import time
 
 from alexnet_keras.caffe import mapper
-from alexnet_keras.caffe.source import existing_file
+from alexnet_keras.files import existing_file
 
-__all__ = ["ConversionReport", "convert_file", "detect_format", "read_source"]
+__all__ = ["ConversionReport", "convert_file", "default_output", "detect_format", "read_source"]
 
 FORMATS = ("auto", "npy", "caffemodel", "keras")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -115,6 +115,21 @@ def _keras_source(path, variant):
     return mapper.Mapping(meta["variant"], meta["classes"], arrays, shapes, []), meta
 
 
+def default_output(src):
+    """Where `convert_file(src)` writes by default: `<cache>/<release>-<sha256[:8]>.weights.h5`.
+
+    A file the manifest does not know is named after its stem (with
+    `-unverified` when the stem is a release name), so the same file always
+    maps to the same cached output.
+    """
+    from alexnet_keras import registry
+
+    path = existing_file(src, "a weights file")
+    digests = registry.file_digests(path)
+    found = registry.identify(digests)
+    return _default_output(path, found[0] if found else None, digests, "keras")
+
+
 def _default_output(path, release, digests, to):
     from alexnet_keras import registry
 
@@ -183,30 +198,10 @@ def convert_file(
     release, release_file = found if found else (None, None)
     warnings = []
     if not found:
-        like = _named_like_a_release(path)
-        warnings.append(
-            f"{path}: named like {like}'s file, which has no published checksum, so it cannot "
-            f"be verified; converted as an unverified file"
-            if like
-            else f"{path}: not a known release; converting it anyway"
-        )
-        if like and variant is None and net is not None and net.format == "npy":
-            variant = registry.get_release(like)["variant"]
-    meta = None
-    if net is None:
-        if to != "npy":
-            raise ValueError(f"{path}: is already a Keras weights file; pass --to npy to export it")
-        mapping, meta = _keras_source(path, variant)
-        fmt_name = "keras"
-    else:
-        if variant is None and release:
-            variant = registry.get_release(release)["variant"]
-        if prototxt is not None:
-            if net.format != "caffemodel":
-                raise ValueError(f"--prototxt checks a .caffemodel. Received: a {net.format} file")
-            _check_prototxt(prototxt, net)
-        mapping = mapper.to_keras(net, variant)
-        fmt_name = net.format
+        warning, variant = _unknown_file(path, net, variant)
+        warnings.append(warning)
+    mapping, meta = _mapping(path, net, variant, release, prototxt, to)
+    fmt_name = net.format if net is not None else "keras"
     notes = (net.notes if net else []) + mapping.notes
     output = pathlib.Path(output) if output else _default_output(path, release, digests, to)
     source = {
@@ -219,14 +214,7 @@ def convert_file(
         "converter": "alexnet_keras.converters",
     }
     if to == "npy":
-        if mapping.variant not in mapper.CAFFE_VARIANTS:
-            raise ValueError(
-                f"{path}: holds {mapping.variant} weights; a caffe-tensorflow .npy can only "
-                "hold bvlc or caffenet weights"
-            )
-        from alexnet_keras.caffe.npy import write_npy
-
-        write_npy(output, mapping.arrays)
+        _write_npy(output, mapping, path)
     else:
         _write_keras(output, mapping, meta, source, class_names)
     return ConversionReport(
@@ -248,9 +236,52 @@ def convert_file(
     )
 
 
+def _mapping(path, net, variant, release, prototxt, to):
+    """`(mapping, metadata or None)`: the source's arrays in Keras layout, checked."""
+    from alexnet_keras import registry
+
+    if net is None:  # a .weights.h5 written here
+        if to != "npy":
+            raise ValueError(f"{path}: is already a Keras weights file; pass --to npy to export it")
+        return _keras_source(path, variant)
+    if variant is None and release:
+        variant = registry.get_release(release)["variant"]
+    if prototxt is not None:
+        if net.format != "caffemodel":
+            raise ValueError(f"--prototxt checks a .caffemodel. Received: a {net.format} file")
+        _check_prototxt(prototxt, net)
+    return mapper.to_keras(net, variant), None
+
+
+def _unknown_file(path, net, variant):
+    """The warning for a file the manifest does not know, and the variant its name implies."""
+    from alexnet_keras import registry
+
+    like = _named_like_a_release(path)
+    if not like:
+        return f"{path}: not a known release; converting it anyway", variant
+    if variant is None and net is not None and net.format == "npy":
+        variant = registry.get_release(like)["variant"]
+    return (
+        f"{path}: named like {like}'s file, which has no published checksum, so it cannot "
+        "be verified; converted as an unverified file"
+    ), variant
+
+
+def _write_npy(output, mapping, path):
+    if mapping.variant not in mapper.CAFFE_VARIANTS:
+        raise ValueError(
+            f"{path}: holds {mapping.variant} weights; a caffe-tensorflow .npy can only "
+            "hold bvlc or caffenet weights"
+        )
+    from alexnet_keras.caffe.npy import write_npy
+
+    write_npy(output, mapping.arrays)
+
+
 def _write_keras(output, mapping, meta, source, class_names):
     from alexnet_keras import weights
-    from alexnet_keras.preprocessing import imagenet_classes
+    from alexnet_keras.variants import imagenet_classes
 
     if class_names is None and meta is not None:
         class_names = meta.get("class_names")

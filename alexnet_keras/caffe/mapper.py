@@ -26,7 +26,6 @@ __all__ = ["Mapping", "caffe_blobs", "detect_variant", "to_keras"]
 
 WEIGHTED = V.WEIGHTED_LAYERS
 CAFFE_VARIANTS = ("bvlc", "caffenet")
-_FC6_GRID = 6  # pool5 is 6x6x256 in every release
 
 
 @dataclasses.dataclass
@@ -267,7 +266,7 @@ def to_keras(net, variant=None):
     for p in plan:
         checked, cast = _check(path, p.name, layers[p.name].arrays, p.weight_shapes, net.layout)
         notes += cast
-        kernel = _to_keras_layout(p.name, checked[0], net.layout, _FC6_GRID)
+        kernel = _to_keras_layout(p.name, checked[0], net.layout, V.FC6_GRID)
         arrays[p.name] = [kernel, checked[1]]
         shapes[p.name] = (
             tuple(_caffe_shape(s, net.layout) for s in p.weight_shapes),
@@ -298,8 +297,8 @@ def caffe_blobs(net):
         elif w.ndim == 4:
             w = w.transpose(3, 2, 0, 1)
         elif name == "fc6":
-            rows = w.shape[0]
-            w = w.reshape(6, 6, rows // 36, b.size).transpose(3, 2, 0, 1).reshape(b.size, rows)
+            rows, grid = w.shape[0], V.FC6_GRID
+            w = w.reshape(grid, grid, -1, b.size).transpose(3, 2, 0, 1).reshape(b.size, rows)
         else:
             w = w.T
         out[name] = [w, b]

@@ -16,7 +16,8 @@ import struct
 import numpy as np
 
 from alexnet_keras import safe_pickle
-from alexnet_keras.caffe.source import SourceLayer, SourceNet, existing_file
+from alexnet_keras.caffe.source import SourceLayer, SourceNet
+from alexnet_keras.files import existing_file
 
 __all__ = ["read_npy", "write_npy"]
 

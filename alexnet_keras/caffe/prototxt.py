@@ -17,7 +17,7 @@ from alexnet_keras.caffe.params import (
     layer_kind,
     layer_params,
 )
-from alexnet_keras.caffe.source import existing_file
+from alexnet_keras.files import existing_file
 
 __all__ = ["PrototxtNet", "check_against", "read_prototxt"]
 

@@ -1,7 +1,6 @@
 """What every legacy reader returns: layers in file order, arrays as stored."""
 
 import dataclasses
-import pathlib
 
 
 @dataclasses.dataclass
@@ -50,20 +49,3 @@ class SourceNet:
             if layer.name == name:
                 return layer
         return None
-
-
-def existing_file(path, expected):
-    """Returns `path` as a `Path` after checking it is a non-empty file.
-
-    Raises:
-        ValueError: `"{path}: no such file"`, `"... is a directory, expected
-            {expected}"` or `"... the file is empty"`.
-    """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, expected {expected}")
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty, expected {expected}")
-    return path

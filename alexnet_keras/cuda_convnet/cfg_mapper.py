@@ -16,18 +16,23 @@ Each input's matrix is taken by its input's name when the layer dict lists
 
 import numpy as np
 
+from alexnet_keras.cuda_convnet.checkpoint import matrix_for_input
+
 __all__ = ["mirror_arrays"]
 
 
-def _by_input(net, layer, entry, source):
-    weights = list(entry["weights"])
+def _by_input(layer, entry, source):
     names = [str(n) for n in entry.get("inputs", layer.inputs)]
-    if sorted(names) != sorted(layer.inputs) or len(weights) != len(names):
+    if sorted(names) != sorted(layer.inputs) or len(entry["weights"]) != len(names):
         raise ValueError(
             f"{source}: layer '{layer.name}' has weights for inputs {names}; the cfg net's "
             f"inputs are {list(layer.inputs)}"
         )
-    return [np.asarray(weights[names.index(name)], np.float32) for name in layer.inputs]
+    named = {"weights": entry["weights"], "inputs": names}
+    return [
+        np.asarray(matrix_for_input(named, name, layer.name, source), np.float32)
+        for name in layer.inputs
+    ]
 
 
 def _checked(layer, i, matrix, shape, source):
@@ -74,7 +79,7 @@ def mirror_arrays(net, layers, source="the weights"):
         if layer.name not in layers:
             raise ValueError(f"{source}: no weights for layer '{layer.name}'")
         entry = layers[layer.name]
-        mats = _by_input(net, layer, entry, source)
+        mats = _by_input(layer, entry, source)
         shapes = layer.weight_shapes[:-1]
         pairs = enumerate(zip(mats, shapes, strict=True))
         mats = [_checked(layer, i, m, s, source) for i, (m, s) in pairs]

@@ -1,4 +1,6 @@
-"""cuda-convnet / CHM-2012 checkpoints and `batches.meta`, read without running the file.
+"""cuda-convnet / CHM-2012 checkpoints, read without running the file.
+
+`batches.meta` has its own module, `batches_meta`.
 
 cuda-convnet saves a checkpoint as a Python 2 `cPickle` (protocol 2) of
 `{"model_state": {"layers": ..., "epoch", "batchnum", "train_outputs",
@@ -16,13 +18,12 @@ before any object is built. No Keras or TensorFlow is imported.
 """
 
 import dataclasses
-import math
-import pathlib
 import re
 
 import numpy as np
 
 from alexnet_keras.cuda_convnet import checkpoint_io as cuda_convnet_io
+from alexnet_keras.cuda_convnet.cfg_rules import WEIGHT_TYPES
 from alexnet_keras.cuda_convnet.checkpoint_io import (
     OptionsStub,
     kind,
@@ -30,21 +31,19 @@ from alexnet_keras.cuda_convnet.checkpoint_io import (
     natural_key,
     plain,
 )
-from alexnet_keras.caffe.source import existing_file
 
 __all__ = [
     "Checkpoint",
     "OptionsStub",
     "check_against",
     "layer_arrays",
+    "matrix_for_input",
     "natural_key",
-    "read_batches_meta",
     "read_checkpoint",
     "weights_for_input",
 ]
 
 CHECKPOINT = cuda_convnet_io.CHECKPOINT
-WEIGHTED_TYPES = ("conv", "local", "fc", "treefc")
 
 
 @dataclasses.dataclass
@@ -115,7 +114,7 @@ def read_checkpoint(path):
     Example:
 
     >>> import os, pickle, tempfile, numpy as np
-    >>> from alexnet_keras.converters import cuda_convnet
+    >>> from alexnet_keras.cuda_convnet import checkpoint as cuda_convnet
     >>> fc = {"name": "fc10", "type": "fc", "inputs": ["data"], "outputs": 10,
     ...       "weights": [np.ones((3072, 10), np.float32, order="F")],
     ...       "biases": np.zeros((1, 10), np.float32)}
@@ -241,13 +240,22 @@ def weights_for_input(checkpoint, name, input_name):
     Raises:
         ValueError: naming the file, if the layer does not read `input_name`.
     """
-    arrays = layer_arrays(checkpoint, name)
-    if input_name not in arrays["inputs"]:
+    return matrix_for_input(layer_arrays(checkpoint, name), input_name, name, checkpoint.source)
+
+
+def matrix_for_input(entry, input_name, layer_name, source="the checkpoint"):
+    """The matrix of a layer dict (`{"weights", "inputs"}`) that reads `input_name`.
+
+    The one place a per-input matrix is picked, by name and never by position
+    (the mappers and the numpy reference call it too). Raises a ValueError
+    naming `source` and the layer if it does not read `input_name`.
+    """
+    names = [str(n) for n in entry.get("inputs", ())]
+    if input_name not in names:
         raise ValueError(
-            f"{checkpoint.source}: layer {name!r} does not read {input_name!r}. "
-            f"Received: inputs {arrays['inputs']}"
+            f"{source}: layer {layer_name!r} does not read {input_name!r}. Received: inputs {names}"
         )
-    return arrays["weights"][arrays["inputs"].index(input_name)]
+    return entry["weights"][names.index(input_name)]
 
 
 def _shape_ok(shape, expected):
@@ -282,7 +290,7 @@ def check_against(checkpoint, net):
 
     Example:
 
-    >>> from alexnet_keras.converters import chm_cfg
+    >>> from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
     >>> net = chm_cfg.read_net("../shared/data/chm-release/example-layers/layers-80sec.cfg")
     >>> empty = Checkpoint({}, epoch=1, batchnum=1, options={}, source="1.1")
     >>> check_against(empty, net)
@@ -304,7 +312,7 @@ def check_against(checkpoint, net):
             )
     notes = []
     for layer in net.layers:
-        if layer.type not in WEIGHTED_TYPES:
+        if layer.type not in WEIGHT_TYPES:
             continue
         arrays = layer_arrays(checkpoint, layer.name)
         if arrays["inputs"] != list(layer.inputs):
@@ -330,77 +338,3 @@ def check_against(checkpoint, net):
     if extra:
         notes.append(f"layers the net does not define: {', '.join(extra)}")
     return notes
-
-
-def read_batches_meta(path, *, channels=3):
-    """Reads a cuda-convnet data provider's `batches.meta` safely.
-
-    Args:
-        path: the `batches.meta` file, or the data directory holding it.
-        channels: the image channels the mean is made of (RGB: 3).
-
-    Returns:
-        The meta dict with `mean`: `data_mean` (stored CHW-flattened, e.g.
-        `(3*256*256, 1)`) as a float32 `(channels, size, size)` array, or
-        None when the file has none (CIFAR-10's own `batches.meta`);
-        `label_names` as a list of str; `source`; and every other key as
-        stored (`num_vis`, `num_cases_per_batch`, ...).
-
-    Raises:
-        ValueError: naming the file: missing, empty, corrupt or unsafe
-            (`safe_pickle.UnsafePickleError`), not a dict, a mean that is not
-            `channels` square planes or disagrees with `num_vis`, label names
-            that are not strings.
-
-    Example:
-
-    >>> import os, pickle, tempfile, numpy as np
-    >>> path = os.path.join(tempfile.mkdtemp(), "batches.meta")
-    >>> mean = np.arange(3 * 32 * 32, dtype=np.float32).reshape(-1, 1)
-    >>> with open(path, "wb") as f:
-    ...     pickle.dump({"data_mean": mean, "label_names": ["airplane", "bird"]}, f, protocol=2)
-    >>> meta = read_batches_meta(path)
-    >>> meta["mean"].shape, meta["mean"][1, 0, 2], meta["label_names"]
-    ((3, 32, 32), np.float32(1026.0), ['airplane', 'bird'])
-    """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        path = path / "batches.meta"
-    what = "a cuda-convnet batches.meta"
-    file = existing_file(path, what)
-    obj, _ = load_file(file, what)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{file}: expects a dict ({what}). Received: {kind(obj, pickled=True)}")
-    meta = plain(obj, str(file))
-    if "data_mean" not in meta and "label_names" not in meta:
-        raise ValueError(
-            f"{file}: has neither 'data_mean' nor 'label_names' ({what}). "
-            f"Received: keys {cuda_convnet_io.key_list(meta)}"
-        )
-    labels = meta.pop("label_names", [])
-    if not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"{file}: label_names must be a list of str. Received: {labels!r:.80}")
-    out = {"mean": _mean(file, meta.pop("data_mean", None), meta.get("num_vis"), channels)}
-    return {**out, "label_names": list(labels), "source": str(file), **meta}
-
-
-def _mean(file, mean, num_vis, channels):
-    if mean is None:
-        return None
-    if not isinstance(mean, np.ndarray) or mean.dtype.kind not in "fiu":
-        got = mean.dtype if isinstance(mean, np.ndarray) else type(mean).__name__
-        raise ValueError(f"{file}: data_mean must be a numeric array. Received: {got}")
-    if num_vis is not None and num_vis != mean.size:
-        raise ValueError(
-            f"{file}: data_mean has {mean.size} values but num_vis says {num_vis}. "
-            f"Received: data_mean {mean.shape}"
-        )
-    flat = mean.ndim <= 1 or (mean.ndim == 2 and 1 in mean.shape)
-    planes = mean.ndim == 3 and mean.shape[0] == channels and mean.shape[1] == mean.shape[2]
-    side = math.isqrt(mean.size // channels)
-    if not (flat or planes) or channels * side * side != mean.size:
-        raise ValueError(
-            f"{file}: data_mean is not {channels} square CHW planes. Received: shape {mean.shape}"
-        )
-    # The logical order is C, H, W whatever the memory order of the (N, 1) matrix.
-    return np.asarray(mean, dtype=np.float32).reshape(channels, side, side)

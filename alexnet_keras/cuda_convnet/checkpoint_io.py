@@ -16,7 +16,7 @@ import zipfile
 import zlib
 
 from alexnet_keras import safe_pickle
-from alexnet_keras.caffe.source import existing_file
+from alexnet_keras.files import existing_file
 
 __all__ = [
     "STUBS",

@@ -23,6 +23,9 @@ import math
 
 import numpy as np
 
+from alexnet_keras.cuda_convnet.checkpoint import matrix_for_input
+from alexnet_keras.variants import FC6_GRID
+
 __all__ = ["CHM145_WEIGHTED", "chm2012_arrays", "is_chm145"]
 
 # The weighted layers of layers-145 and the cuda-convnet shapes of their matrices.
@@ -118,10 +121,7 @@ def chm2012_arrays(layers, source="the checkpoint"):
     notes = _check_norms(layers, source)
 
     def w(name, src):
-        names = [str(n) for n in layers[name].get("inputs", ())]
-        if src not in names:
-            raise ValueError(f"{source}: layer '{name}' has no input '{src}'. Received: {names}")
-        return np.asarray(layers[name]["weights"][names.index(src)], np.float32)
+        return np.asarray(matrix_for_input(layers[name], src, name, source), np.float32)
 
     def conv_w(m, c, fs):
         return m.reshape(c, fs, fs, -1).transpose(1, 2, 0, 3)
@@ -143,10 +143,10 @@ def chm2012_arrays(layers, source="the checkpoint"):
     }  # fmt: skip
     for i in range(1, 6):
         out[f"conv{i}"].append(bias(f"conv{i}a", f"conv{i}b"))
-    fc6 = []
+    fc6, grid = [], FC6_GRID
     for h in "ab":
         m = np.vstack([w(f"fc2048{h}", s) for s in ("pool3a_neuron", "pool3b_neuron")])
-        fc6.append(m.reshape(256, 6, 6, -1).transpose(1, 2, 0, 3).reshape(9216, -1))
+        fc6.append(m.reshape(256, grid, grid, -1).transpose(1, 2, 0, 3).reshape(-1, m.shape[1]))
     out["fc6"] = [np.hstack(fc6), bias("fc2048a", "fc2048b")]
     keep1 = {_keep(layers, "hs1a"), _keep(layers, "hs1b")}
     keep2 = {_keep(layers, "hs2a"), _keep(layers, "hs2b")}

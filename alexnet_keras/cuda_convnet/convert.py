@@ -14,8 +14,9 @@ import time
 
 import numpy as np
 
-from alexnet_keras.cuda_convnet import chm2012_mapper as chm_mapper
 from alexnet_keras.cuda_convnet import checkpoint as cuda_convnet
+from alexnet_keras.cuda_convnet import chm2012_mapper as chm_mapper
+from alexnet_keras.cuda_convnet.batches_meta import read_batches_meta
 
 __all__ = ["ConvnetReport", "convert_checkpoint"]
 
@@ -34,7 +35,12 @@ class ConvnetReport:
     layers: list
     notes: list
     seconds: float
-    verify: object = None  # a `verify.VerifyResult` with --verify-images
+    # What `converters.verify.verify_checkpoint` compares against: the cfg net
+    # (None without --layers), the checkpoint's arrays and its batches.meta.
+    net: object = dataclasses.field(default=None, repr=False)
+    arrays: dict = dataclasses.field(default=None, repr=False)
+    batches: dict = dataclasses.field(default=None, repr=False)
+    chm2012: bool = False
 
     def __str__(self):
         lines = [
@@ -45,8 +51,6 @@ class ConvnetReport:
         ]
         lines += [f"note     {n}" for n in self.notes]
         lines += [f"output   {self.output} (keras)", f"time     {self.seconds:.1f} s"]
-        if self.verify is not None:
-            lines.append(str(self.verify))
         return "\n".join(lines)
 
 
@@ -79,8 +83,7 @@ def _output(output, digest, stem):
     return registry.converted_name(stem, digest)
 
 
-def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None,
-                       verify_images=None, verify_count=8):  # fmt: skip
+def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None):
     """Converts a cuda-convnet checkpoint to a Keras weights file.
 
     Args:
@@ -91,29 +94,15 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         meta: `batches.meta` (mean image and label names).
         layers_cfg, params_cfg: the net's cfg files. Needed for any net that
             is not layers-145-shaped; checked against the checkpoint if given.
-        verify_images: a folder of images: run the written weights and
-            `convnet_reference` (numpy cuda-convnet over the checkpoint's own
-            arrays, on the cfg's graph) on up to `verify_count` of them and
-            put the comparison in `report.verify`. Needs the cfg files.
-        verify_count: how many images to verify on.
 
     Returns:
-        A `ConvnetReport`.
+        A `ConvnetReport`; it carries what `converters.verify` needs.
 
     Raises:
         ValueError: a one-line message naming the file and the problem; no
             output file is left behind.
     """
     start = time.perf_counter()
-    if verify_images is not None:  # before converting: bad input must not leave an output file
-        from alexnet_keras.converters.verify import find_images
-
-        if layers_cfg is None:
-            raise ValueError(
-                "--verify-images with a cuda-convnet checkpoint needs --layers and --params: "
-                "the numpy reference walks the cfg's graph"
-            )
-        find_images(verify_images, verify_count)
     ckpt = cuda_convnet.read_checkpoint(src)
     file = pathlib.Path(ckpt.source)
     notes = list(ckpt.notes)
@@ -125,7 +114,7 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         notes += cuda_convnet.check_against(ckpt, net) or []
     elif params_cfg is not None:
         raise ValueError("--params needs --layers (the layer definition file)")
-    batches = cuda_convnet.read_batches_meta(meta) if meta is not None else None
+    batches = read_batches_meta(meta) if meta is not None else None
     layers = {name: cuda_convnet.layer_arrays(ckpt, name) if layer.get("weights") is not None
               else dict(layer) for name, layer in ckpt.layers.items()}  # fmt: skip
     stem = pathlib.Path(src).name.split(".")[0] or file.stem
@@ -150,16 +139,10 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         target_path = _output(output, digest, stem)
         output, classes, shapes = _write_mirror(net, layers, file, batches, target_path, source)
         target = f"the cfg model of {pathlib.Path(layers_cfg).name}"
-    seconds = time.perf_counter() - start
-    checked = None
-    if verify_images is not None:
-        from alexnet_keras.converters.verify_convnet import verify_checkpoint
-
-        checked = verify_checkpoint(output, net, layers, batches, verify_images, verify_count,
-                                    chm2012=chm2012)  # fmt: skip
     return ConvnetReport(source=str(src), checkpoint=f"{file.name}, epoch {ckpt.epoch}",
                          target=target, classes=classes, output=output, layers=shapes,
-                         notes=notes, seconds=seconds, verify=checked)  # fmt: skip
+                         notes=notes, seconds=time.perf_counter() - start, net=net,
+                         arrays=layers, batches=batches, chm2012=chm2012)  # fmt: skip
 
 
 def _is_145(net):
@@ -192,8 +175,8 @@ def _write_chm2012(layers, file, batches, meta_path, output, source, notes):
 
 
 def _write_mirror(net, layers, file, batches, output, source):
-    from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
     from alexnet_keras.cuda_convnet.cfg_mapper import mirror_arrays
+    from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
 
     arrays = mirror_arrays(net, layers, str(file))
     classes = next(layer.output_shape[0] for layer in net.layers if layer.type == "softmax")

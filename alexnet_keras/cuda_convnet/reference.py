@@ -5,8 +5,9 @@ layouts: activations are images-last `(C, H, W, numCases)`, conv weights are
 `(C*fs*fs, F)` matrices with rows `c*fs*fs + y*fs + x`, fc weights
 `(in, out)` over the CHW flatten, one matrix per input, summed. It walks the
 graph of a parsed cfg net (`chm_cfg.read_net`) and reads the checkpoint's own
-arrays; it shares nothing with the Keras models or the mappers, so agreement
-between the two is evidence that the conversion is right.
+arrays; it shares nothing with the Keras models or the mappers but the pick
+of a matrix by input name (`checkpoint.matrix_for_input`, one line), so
+agreement between the two is evidence that the conversion is right.
 
 - conv: `1 + ceil((2p + size - fs) / stride)` modules; a pixel outside the
   image reads 0 (`filter_acts.cu`'s bounds test); groups split the channels.
@@ -21,6 +22,8 @@ between the two is evidence that the conversion is right.
 import math
 
 import numpy as np
+
+from alexnet_keras.cuda_convnet.checkpoint import matrix_for_input
 
 __all__ = ["forward", "logits_layer"]
 
@@ -141,13 +144,12 @@ def forward(net, images, layers):
             continue
         arrays = layers.get(layer.name, {})
         if kind == "conv":
-            weights = [np.asarray(w, np.float64) for w in arrays["weights"]]
-            out = _conv(ins, weights, np.asarray(arrays["biases"], np.float64),
-                        p["filterSize"][0], p["stride"][0], p["padding"][0],
-                        p["groups"][0])  # fmt: skip
+            bias = np.asarray(arrays["biases"], np.float64)
+            out = _conv(ins, _matrices(net, layer, arrays), bias, p["filterSize"][0],
+                        p["stride"][0], p["padding"][0], p["groups"][0])  # fmt: skip
         elif kind == "fc":
-            out = sum(_features(x) @ np.asarray(w, np.float64)
-                      for x, w in zip(ins, arrays["weights"], strict=True))  # fmt: skip
+            out = sum(_features(x) @ w
+                      for x, w in zip(ins, _matrices(net, layer, arrays), strict=True))  # fmt: skip
             out = out + np.asarray(arrays["biases"], np.float64).reshape(1, -1)
         elif kind == "pool":
             out = _pool(ins[0], p["pool"], p["sizeX"], p["stride"], p["start"],
@@ -171,6 +173,16 @@ def forward(net, images, layers):
             raise ValueError(f"{net.source}: the numpy reference has no {kind} layer")
         acts[layer.name] = out
     return acts
+
+
+def _matrices(net, layer, arrays):
+    """The layer's matrices in its `inputs=` order, each picked by input name.
+
+    Arrays without `inputs` (as in the example above) are in the net's order.
+    """
+    named = arrays if "inputs" in arrays else {**arrays, "inputs": list(layer.inputs)}
+    return [np.asarray(matrix_for_input(named, name, layer.name, net.source), np.float64)
+            for name in layer.inputs]  # fmt: skip
 
 
 def logits_layer(net):

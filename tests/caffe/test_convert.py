@@ -11,7 +11,10 @@ real ImageNet images; the fc8 logits must match `reference.caffe_forward`
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -20,13 +23,12 @@ from click.testing import CliRunner
 import alexnet_keras
 from alexnet_keras import registry
 from alexnet_keras import variants as V
-from alexnet_keras.cli import cli
 from alexnet_keras.caffe import mapper
 from alexnet_keras.caffe.convert import convert_file
 from alexnet_keras.caffe.source import SourceLayer, SourceNet
+from alexnet_keras.cli import cli
 from tests import caffe_files
 from tests import reference as ref
-from tests.conftest import load_script
 from tests.loopback import closed_port, serve
 from tests.npy_files import keras_to_npy_dict, write_py2_npy
 from tests.test_reference import CAFFE_TARGETS, caffe_to_keras, rel_err
@@ -289,27 +291,49 @@ def test_release_name_offline_says_what_to_download(monkeypatch, tmp_path):
     assert str(tmp_path / "home" / "downloads") in message
 
 
+def _script_in_a_copy_of_the_repository(root):
+    """tools/convert_bvlc.py and both manifests, copied into `root` with the repository's layout.
+
+    The script finds the manifests from its own location, so the copy writes
+    only there: nothing is patched, and the real manifests stay untouched.
+    """
+    for relative in ("tools/convert_bvlc.py", *MANIFESTS):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / relative, root / relative)
+    spec = importlib.util.spec_from_file_location(
+        "convert_bvlc_copy", root / "tools/convert_bvlc.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+MANIFESTS = ("weights/manifest.json", "alexnet_keras/resources/manifest.json")
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
 def test_convert_bvlc_script_checks_parity_and_fills_the_manifest(
-    converted, imagenet_dir, tmp_path, monkeypatch, capsys
+    converted, imagenet_dir, tmp_path, capsys
 ):
-    script = load_script("tools/convert_bvlc.py")
-    manifests = [tmp_path / "weights.json", tmp_path / "package.json"]
-    doc = json.loads(script.MANIFESTS[0].read_text())
-    monkeypatch.setattr(script, "MANIFESTS", manifests)
+    root = tmp_path / "repo"
+    script = _script_in_a_copy_of_the_repository(root)
+    manifests = [root / m for m in MANIFESTS]
     src = converted("caffemodel layer")[0]
     argv = [str(src), "-o", str(tmp_path / "o.weights.h5"), "--images", str(imagenet_dir),
             "--count", "2", "--release", "bvlc_alexnet", "--write"]  # fmt: skip
     # The real entry publishes BVLC's sha1: this file is not that release.
-    manifests[0].write_text(json.dumps(doc))
     assert script.main(argv) == 2
     assert "is not the published" in capsys.readouterr().err
+    assert [m.read_bytes() for m in manifests] == [(REPO / m).read_bytes() for m in MANIFESTS]
     # An entry with no digests yet gets this file's, in both copies.
+    doc = json.loads(manifests[0].read_text())
     caffemodel = doc["releases"]["bvlc_alexnet"]["files"][0]
     caffemodel.update(sha1=None, sha256=None, size=None)
     manifests[0].write_text(json.dumps(doc))
     assert script.main(argv) == 0
     out = capsys.readouterr().out
     assert "PASS" in out and '"sha256"' in out
+    assert f"updated {manifests[0]} and {manifests[1]}" in out
     written = json.loads(manifests[0].read_text())["releases"]["bvlc_alexnet"]["files"][0]
     assert written["size"] == src.stat().st_size
     assert written["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()

@@ -10,14 +10,14 @@ import zipfile
 import numpy as np
 import pytest
 
+from alexnet_keras import safe_pickle
 from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
 from alexnet_keras.cuda_convnet import checkpoint as cuda_convnet
 from alexnet_keras.cuda_convnet import checkpoint_io as cuda_convnet_io
-from alexnet_keras import safe_pickle
+from alexnet_keras.cuda_convnet.batches_meta import read_batches_meta
 from alexnet_keras.cuda_convnet.checkpoint import (
     check_against,
     layer_arrays,
-    read_batches_meta,
     read_checkpoint,
     weights_for_input,
 )
