@@ -26,15 +26,13 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         A dict: `top1`, `top5`, `count`, `per_class` (name, count, top-1) and
         `confusion_matrix` (the CSV path).
     """
-    import tensorflow as tf
-
-    import alexnet_keras
-    from alexnet_keras.data import pipelines as data
     from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
-    from alexnet_keras.model import _resolve_weights
+    from alexnet_keras.data import pipelines as data
+    from alexnet_keras.model import AlexNet
+    from alexnet_keras.pretrained import resolve
     from alexnet_keras.weights import read_metadata
 
-    path = _resolve_weights(weights)
+    path = resolve(weights)
     mirror = is_mirror_file(path)
     if mirror:
         model, meta = load_mirror(path)
@@ -55,30 +53,12 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     if mirror:
         ds = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
     else:
-        model = alexnet_keras.AlexNet(weights=path)
+        model = AlexNet(weights=path)
         ds = data.eval_pipeline(
             splits[split], input_size=meta["input_size"], batch_size=batch_size,
             preprocessing=meta["preprocessing"], ten_crop=ten_crop,
         )  # fmt: skip
-    size = meta.get("input_size")
-    confusion = np.zeros((classes, classes), np.int64)
-    top5_hits = 0
-
-    @tf.function
-    def probabilities(x):
-        if ten_crop:
-            flat = tf.reshape(x, [-1, size, size, 3])
-            return tf.reduce_mean(tf.reshape(model(flat), [-1, 10, classes]), axis=1)
-        return model(x)
-
-    for i, (x, y) in enumerate(ds):
-        if max_batches and i >= max_batches:
-            break
-        probs = probabilities(x).numpy()
-        labels = y.numpy()
-        np.add.at(confusion, (labels, probs.argmax(-1)), 1)
-        top = np.argsort(-probs, axis=-1)[:, :5]
-        top5_hits += int((top == labels[:, None]).any(axis=1).sum())
+    confusion, top5_hits = _score(model, ds, classes, ten_crop, max_batches)
     count = int(confusion.sum())
     names = [n if isinstance(n, str) else n[-1] for n in info.class_names]
     out = (
@@ -88,20 +68,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
             f"confusion-{dataset.replace('folder:', '').strip('/').replace('/', '_')}-{split}.csv"
         )
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *names])
-        for name, row in zip(names, confusion, strict=True):
-            writer.writerow([name, *row.tolist()])
-    per_class = [
-        {
-            "class": name,
-            "count": int(row.sum()),
-            "top1": float(row[i] / row.sum()) if row.sum() else None,
-        }
-        for i, (name, row) in enumerate(zip(names, confusion, strict=True))
-    ]
+    _write_confusion(out, names, confusion)
     return {
         "weights": str(path),
         "dataset": dataset,
@@ -110,9 +77,54 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         "count": count,
         "top1": float(np.trace(confusion) / count) if count else 0.0,
         "top5": top5_hits / count if count else 0.0,
-        "per_class": per_class,
+        "per_class": _per_class(names, confusion),
         "confusion_matrix": str(out),
     }
+
+
+def _score(model, ds, classes, ten_crop, max_batches):
+    """`(confusion matrix, top-5 hits)` of `model` over the batches of `ds`."""
+    import tensorflow as tf
+
+    from alexnet_keras.data.pipelines import average_crops
+
+    confusion = np.zeros((classes, classes), np.int64)
+    top5_hits = 0
+
+    @tf.function
+    def probabilities(x):
+        return average_crops(model, x) if ten_crop else model(x)
+
+    for i, (x, y) in enumerate(ds):
+        if max_batches and i >= max_batches:
+            break
+        probs = probabilities(x).numpy()
+        labels = y.numpy()
+        np.add.at(confusion, (labels, probs.argmax(-1)), 1)
+        top = np.argsort(-probs, axis=-1)[:, :5]
+        top5_hits += int((top == labels[:, None]).any(axis=1).sum())
+    return confusion, top5_hits
+
+
+def _per_class(names, confusion):
+    """Per class: its name, its image count and its top-1 (`None` without images)."""
+    return [
+        {
+            "class": name,
+            "count": int(row.sum()),
+            "top1": float(row[i] / row.sum()) if row.sum() else None,
+        }
+        for i, (name, row) in enumerate(zip(names, confusion, strict=True))
+    ]
+
+
+def _write_confusion(out, names, confusion):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *names])
+        for name, row in zip(names, confusion, strict=True):
+            writer.writerow([name, *row.tolist()])
 
 
 def _cfg_batches(path, model, meta, ds, dataset, batch_size):

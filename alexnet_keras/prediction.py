@@ -8,11 +8,11 @@ file fails fast, by name.
 
 import concurrent.futures
 import pathlib
-import time
 
 import numpy as np
 
 from alexnet_keras.data.image_folder import IMAGE_EXTENSIONS, check_image, image_files
+from alexnet_keras.progress import Progress
 
 __all__ = ["collect_images", "format_predictions", "predict_files"]
 
@@ -54,30 +54,6 @@ def collect_images(paths):
     return files
 
 
-class _Progress:
-    """`n/total images, img/s, ETA` on stderr; one rewritten line on a terminal."""
-
-    def __init__(self, total, stream):
-        self.total, self.stream, self.start = total, stream, time.perf_counter()
-        self.tty = stream is not None and stream.isatty()
-        self.last = 0.0
-
-    def update(self, done):
-        if self.stream is None:
-            return
-        now = time.perf_counter()
-        final = done == self.total
-        if not (final or self.tty or now - self.last >= 5.0):
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        eta = (self.total - done) / rate if rate else 0.0
-        line = f"predict: {done}/{self.total} images, {rate:.1f} img/s, ETA {eta:.0f} s"
-        end = "\n" if final or not self.tty else ""
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
-
-
 def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progress=None):
     """Classifies image files.
 
@@ -111,14 +87,20 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     files = collect_images(paths)
     import tensorflow as tf
 
-    from alexnet_keras.data.pipelines import preprocess_fn
-    from alexnet_keras.model import AlexNet, _resolve_weights
-    from alexnet_keras.preprocessing import center_crop, load_image
+    from alexnet_keras.data.pipelines import average_crops
+    from alexnet_keras.model import AlexNet
+    from alexnet_keras.preprocessing import (
+        center_crop,
+        class_labels,
+        class_names,
+        load_image,
+        preprocess_fn,
+    )
     from alexnet_keras.preprocessing import ten_crop as ten_views
-    from alexnet_keras.serving.graph import class_labels, class_names
+    from alexnet_keras.pretrained import resolve
     from alexnet_keras.weights import read_metadata
 
-    path = _resolve_weights(weights)
+    path = resolve(weights)
     meta = read_metadata(path)
     try:
         labels = class_labels(meta)
@@ -132,16 +114,15 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
 
     @tf.function(reduce_retracing=True)
     def probabilities(x):
-        if ten_crop:
-            flat = model(preprocess(tf.reshape(x, [-1, size, size, 3])), training=False)
-            return tf.reduce_mean(tf.reshape(flat, [-1, 10, meta["classes"]]), axis=1)
-        return model(preprocess(x), training=False)
+        forward = lambda crops: model(preprocess(crops), training=False)
+        return average_crops(forward, x) if ten_crop else forward(x)
 
     def views(file):
         image = load_image(file)
         return ten_views(image, size) if ten_crop else center_crop(image, size)
 
-    meter = _Progress(len(files), progress if len(files) > batch_size else None)
+    meter = Progress(len(files), label="predict", unit="images", stream=progress,
+                     enabled=progress is not None and len(files) > batch_size)  # fmt: skip
     results = []
     with concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
         decoded = pool.map(views, files)

@@ -1,4 +1,8 @@
-"""Input preprocessing, crops and ImageNet class names.
+"""Input preprocessing, crops and ImageNet class names: NumPy and tensors, one implementation.
+
+As in keras' `applications/imagenet_utils.py`, NumPy arrays and tensors go
+through the same code, which the pipelines, the serving graph and `predict`
+call. TensorFlow is imported inside functions: `import alexnet_keras` stays light.
 
 The geometry follows Caffe's test phase: images are resized to 256 and the
 227 crop starts at `(256 - 227) // 2 = 14` (`data_transformer.cpp`); the CHM
@@ -6,39 +10,56 @@ The geometry follows Caffe's test phase: images are resized to 256 and the
 same five mirrored (Caffe `classifier.oversample`, cuda-convnet multiview).
 """
 
-import functools
-import importlib.resources
+import collections.abc
 
 import numpy as np
 
-from alexnet_keras.variants import get_variant
+from alexnet_keras.variants import get_variant, imagenet_classes
 
 __all__ = [
     "center_crop",
+    "center_crop_tensor",
+    "class_labels",
+    "class_names",
     "decode_predictions",
     "imagenet_classes",
     "load_image",
+    "preprocess_fn",
     "preprocess_input",
+    "resize_shorter",
     "ten_crop",
+    "ten_crop_tensor",
 ]
 
 
-@functools.lru_cache(maxsize=1)
-def imagenet_classes():
-    """The 1000 ILSVRC-2012 classes as `(wnid, name)` pairs, in sorted-wnid order.
+def class_names(meta):
+    """The weights' class names, or the ImageNet `(wnid, name)` pairs for 1000 unnamed classes."""
+    names = meta.get("class_names")
+    return imagenet_classes() if names is None and meta["classes"] == 1000 else names
 
-    This is Caffe's class-index order (`synset_words.txt`), which BVLC's
-    weights use.
+
+def class_labels(meta):
+    """The label string of each class: its name from the weights' metadata.
+
+    `[id, name]` pairs give the name; without names, 1000 classes are the
+    ImageNet ones and any other count gives the index as a string.
 
     Example:
 
-    >>> from alexnet_keras.preprocessing import imagenet_classes
-    >>> imagenet_classes()[0]
-    ('n01440764', 'tench')
+    >>> from alexnet_keras.preprocessing import class_labels
+    >>> class_labels({"classes": 1000, "class_names": None})[:2]
+    ['tench', 'goldfish']
     """
-    text = importlib.resources.files("alexnet_keras").joinpath("resources/imagenet_classes.txt")
-    pairs = [line.split(" ", 1) for line in text.read_text("utf-8").splitlines() if line]
-    return tuple((wnid, name) for wnid, name in pairs)
+    names, classes = class_names(meta), meta["classes"]
+    if names is None:
+        return [str(i) for i in range(classes)]
+    labels = [n[-1] if isinstance(n, (list, tuple)) else str(n) for n in names]
+    if len(labels) != classes:
+        raise ValueError(
+            f"The weights list {len(labels)} class names for {classes} classes; "
+            "the labels would be wrong"
+        )
+    return labels
 
 
 def _is_numpy(x):
@@ -75,21 +96,72 @@ def preprocess_input(x, variant="bvlc", mean=None):
     mean = np.asarray(spec.mean if mean is None else mean, dtype=np.float32)
     if _is_numpy(x):
         x = np.asarray(x, dtype=np.float32)
-        if x.shape[-1:] != (3,):
-            raise ValueError(
-                f"Expected RGB images with 3 channels last. Received: x.shape={x.shape}"
-            )
-        if spec.color_order == "BGR":
-            x = x[..., ::-1]
-        return x - mean
-    import tensorflow as tf
+        channels = x.shape[-1:]
+    else:
+        import tensorflow as tf
 
-    x = tf.cast(x, tf.float32)
-    if x.shape[-1] != 3:
+        x = tf.cast(x, tf.float32)
+        channels = tuple(x.shape[-1:])
+    if channels != (3,):
         raise ValueError(f"Expected RGB images with 3 channels last. Received: x.shape={x.shape}")
-    if spec.color_order == "BGR":
+    return _to_model_input(x, spec.color_order, mean)
+
+
+def _to_model_input(x, color_order, mean):
+    """RGB float32 0..255 to the model's colour order, minus `mean`: the one copy of this job."""
+    if color_order == "BGR" and _is_numpy(x):
+        x = x[..., ::-1]
+    elif color_order == "BGR":
+        import tensorflow as tf
+
         x = tf.reverse(x, axis=[-1])
     return x - mean
+
+
+def preprocess_fn(preprocessing, input_size):
+    """The weights' preprocessing as a function of crops (`preprocess_input` semantics).
+
+    Args:
+        preprocessing: the weights' metadata `{"color_order", "mean"}`, a
+            variant name, or `None` (identity).
+        input_size: the crop size; a per-pixel mean must be that size.
+
+    Returns:
+        A function of float32 RGB 0..255 crops `(..., S, S, 3)`, tensors or arrays.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from alexnet_keras.preprocessing import preprocess_fn
+    >>> fn = preprocess_fn({"color_order": "BGR", "mean": [1.0, 2.0, 3.0]}, 227)
+    >>> fn(np.array([[10.0, 20.0, 30.0]], np.float32)).tolist()
+    [[29.0, 18.0, 7.0]]
+    """
+    if preprocessing is None:
+        return lambda x: x
+    if isinstance(preprocessing, str):
+        spec = get_variant(preprocessing)
+        preprocessing = {"color_order": spec.color_order, "mean": spec.mean}
+    if not isinstance(preprocessing, collections.abc.Mapping):
+        raise ValueError(
+            "Expected preprocessing to be a dict {'color_order', 'mean'}, a variant name or "
+            f"None. Received: preprocessing={preprocessing!r}"
+        )
+    order = preprocessing.get("color_order")
+    if order not in ("BGR", "RGB"):
+        raise ValueError(f"Expected color_order 'BGR' or 'RGB'. Received: color_order={order!r}")
+    if list(preprocessing.get("pixel_range", [0, 255])) != [0, 255]:
+        raise ValueError(
+            "Expected pixel_range [0, 255] (the pipeline does not rescale). Received: "
+            f"pixel_range={preprocessing['pixel_range']}"
+        )
+    mean = np.asarray(preprocessing.get("mean", (0.0, 0.0, 0.0)), np.float32)
+    if mean.shape not in ((3,), (input_size, input_size, 3)):
+        raise ValueError(
+            f"Expected a mean of shape (3,) or ({input_size}, {input_size}, 3). "
+            f"Received: mean.shape={mean.shape}"
+        )
+    return lambda x: _to_model_input(x, order, mean)
 
 
 def decode_predictions(preds, top=5, class_names=None):
@@ -141,6 +213,12 @@ def _crop_offsets(height, width, size):
     return (height - size) // 2, (width - size) // 2
 
 
+def _ten_corners(h, w, size):
+    """The top-left corners of the 5 views: 4 corners, then the centre (ints or tensors)."""
+    top, left = (h - size) // 2, (w - size) // 2
+    return [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+
+
 def center_crop(images, size=227):
     """The centre `size` x `size` crop, at Caffe's offset (`(256 - 227) // 2 = 14`).
 
@@ -163,6 +241,28 @@ def center_crop(images, size=227):
     return images[..., top : top + size, left : left + size, :]
 
 
+def _crop_tensor(images, top, left, size):
+    crop = images[..., top : top + size, left : left + size, :]
+    crop.set_shape([*crop.shape[:-3], size, size, crop.shape[-1]])
+    return crop
+
+
+def center_crop_tensor(image, size):
+    """The tensor twin of `center_crop` (`(H, W, C)` or a batch), for sizes known in the graph.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.preprocessing import center_crop_tensor
+    >>> center_crop_tensor(tf.zeros((256, 300, 3)), 227).shape
+    TensorShape([227, 227, 3])
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    return _crop_tensor(image, (shape[-3] - size) // 2, (shape[-2] - size) // 2, size)
+
+
 def ten_crop(images, size=227):
     """Caffe's ten views: 4 corners and centre, then the same 5 mirrored.
 
@@ -173,7 +273,7 @@ def ten_crop(images, size=227):
     Returns:
         `(10, size, size, C)` for one image, `(N, 10, size, size, C)` for a
         batch. Average the softmax over axis 0 (or 1), as Caffe and
-        cuda-convnet do.
+        cuda-convnet do (`data.pipelines.average_crops`).
 
     Example:
 
@@ -183,15 +283,65 @@ def ten_crop(images, size=227):
     (10, 227, 227, 3)
     """
     h, w = images.shape[-3], images.shape[-2]
-    top, left = _crop_offsets(h, w, size)
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
-    crops = [images[..., y : y + size, x : x + size, :] for y, x in corners]
+    if h is not None and w is not None:
+        _crop_offsets(h, w, size)
+    if not _is_numpy(images):
+        return ten_crop_tensor(images, size)
+    crops = [images[..., y : y + size, x : x + size, :] for y, x in _ten_corners(h, w, size)]
     crops += [c[..., ::-1, :] for c in crops]
-    if _is_numpy(images):
-        return np.stack(crops, axis=-4)
+    return np.stack(crops, axis=-4)
+
+
+def ten_crop_tensor(images, size):
+    """The tensor twin of `ten_crop`, for sizes known only in the graph.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.preprocessing import ten_crop_tensor
+    >>> ten_crop_tensor(tf.zeros((2, 256, 300, 3)), 227).shape
+    TensorShape([2, 10, 227, 227, 3])
+    """
     import tensorflow as tf
 
+    shape = tf.shape(images)
+    corners = _ten_corners(shape[-3], shape[-2], size)
+    crops = [_crop_tensor(images, y, x, size) for y, x in corners]
+    crops += [tf.reverse(c, axis=[-2]) for c in crops]
     return tf.stack(crops, axis=-4)
+
+
+def resize_shorter(image, size):
+    """Shorter side to `size` (bilinear, antialiased): `max(size, round(side * scale))`.
+
+    Args:
+        image: `(H, W, C)` or a batch `(N, H, W, C)`, a tensor or NumPy array.
+        size: the shorter side after resizing.
+
+    Returns:
+        The resized image or batch, a float32 tensor.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.preprocessing import resize_shorter
+    >>> resize_shorter(tf.zeros((50, 80, 3)), 256).shape
+    TensorShape([256, 410, 3])
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[-3], tf.float64), tf.cast(shape[-2], tf.float64)
+    scale = size / tf.minimum(h, w)
+    new = tf.maximum(size, tf.cast(tf.round(tf.stack([h, w]) * scale), tf.int32))
+    # At scale 1 the antialiased bilinear kernel weighs each pixel 1 and its
+    # neighbours 0, so skipping the resize changes no bit (tested); images
+    # already at 256, as Caffe-era clients send them, then cost nothing here.
+    return tf.cond(
+        tf.reduce_all(new == shape[-3:-1]),
+        lambda: tf.cast(image, tf.float32),
+        lambda: tf.image.resize(image, new, method="bilinear", antialias=True),
+    )
 
 
 def load_image(path, size=256):
@@ -224,8 +374,5 @@ def load_image(path, size=256):
         raise ValueError(f"{path}: not a readable image ({message})") from None
     image = tf.cast(image, tf.float32)
     if size is not None:
-        h, w = image.shape[0], image.shape[1]
-        scale = size / min(h, w)
-        new = (max(size, round(h * scale)), max(size, round(w * scale)))
-        image = tf.image.resize(image, new, method="bilinear", antialias=True)
+        image = resize_shorter(image, size)
     return image.numpy()

@@ -79,7 +79,7 @@ def load(file, *, stubs=None):
     Example:
 
     >>> import io, pickle, numpy as np
-    >>> from alexnet_keras.converters import safe_pickle
+    >>> from alexnet_keras import safe_pickle
     >>> data = pickle.dumps({"w": np.arange(3.0)}, protocol=2)
     >>> safe_pickle.load(io.BytesIO(data))["w"]
     array([0., 1., 2.])

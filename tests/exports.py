@@ -53,7 +53,7 @@ def export(weights, folder, *extra):
 
 
 def make(tmp, variant, classes):
-    from alexnet_keras.serving.graph import class_labels
+    from alexnet_keras.preprocessing import class_labels
 
     weights = make_weights(tmp / f"{variant}.weights.h5", variant, classes)
     folder = tmp / "models" / "alexnet" / "1"
@@ -62,12 +62,20 @@ def make(tmp, variant, classes):
     return Export(weights, folder, meta, class_labels(meta))
 
 
-def reference_probabilities(export_, files):
-    """`AlexNet` + `preprocess_input` on `load_image` + `center_crop` pixels."""
+def reference_probabilities(export_, files, one_by_one=False):
+    """`AlexNet` + `preprocess_input` on `load_image` + `center_crop` pixels.
+
+    With `one_by_one`, each image is its own batch, as the served side's
+    per-image calls are: oneDNN picks its kernels by batch size, and their
+    float32 sums differ by ~1e-5 of a probability on AVX-512 machines, which
+    would hide the preprocessing the comparison is about.
+    """
     meta = export_.meta
     model = alexnet_keras.AlexNet(weights=export_.weights)
     size = meta["input_size"]
     crops = np.stack([alexnet_keras.center_crop(alexnet_keras.load_image(f), size) for f in files])
     x = alexnet_keras.preprocess_input(crops, variant=meta["variant"],
                                        mean=meta["preprocessing"]["mean"])  # fmt: skip
+    if one_by_one:
+        return np.concatenate([model.predict(x[i : i + 1], verbose=0) for i in range(len(x))])
     return model.predict(x, verbose=0)

@@ -24,23 +24,18 @@ __all__ = ["MemoryProvider", "batches", "load_split"]
 def load_split(ds, name, size, channels=3):
     """One split of `open_dataset` as uint8 `(N, size, size, channels)` images and int32 labels.
 
+    `ds` is a `data.Split` (decoded once, here) or a dataset of `(image, label)`.
+
     Raises:
         ValueError: naming `name`: images of another size (no crop is made),
             or no images.
     """
     import tensorflow as tf
 
-    from alexnet_keras.data.sources import decode_image, raw_source
+    from alexnet_keras.data.split import Split
 
-    source = raw_source(ds)
-    if source is not None:
-        ds = source.stream.map(
-            lambda raw, label: (decode_image(raw, source.is_path), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-        if source.is_path:
-            ds = ds.ignore_errors()
+    if isinstance(ds, Split):
+        ds = ds.dataset()
     want = (size, size, channels)
 
     def fail(shape):
@@ -92,7 +87,7 @@ class MemoryProvider:
     """Training and evaluation batches of `image - per-pixel training mean`, in memory.
 
     Args:
-        splits: `{"train": ds, "eval": ds}` from `data.open_dataset`.
+        splits: `{"train": split, "eval": split}` from `data.open_dataset`.
         name: the dataset's name, for messages.
         image_size: the net's input side; every image must have it.
         channels: the net's input channels.

@@ -1,14 +1,16 @@
 """Datasets and tf.data pipelines.
 
-`open_dataset` opens a TFDS set or an image folder; `train_pipeline` and
-`eval_pipeline` turn a split into batches. The names are loaded on first use,
-so `alexnet_keras.data.image_folder` (pure Python) does not import TensorFlow.
+`open_dataset` opens a TFDS set or an image folder as `Split`s (references and
+their decoder); `train_pipeline` and `eval_pipeline` turn a split into batches.
+The names are loaded on first use, so `alexnet_keras.data.image_folder` (pure
+Python) does not import TensorFlow.
 """
 
 import importlib
 
 _PUBLIC = {
     "DatasetInfo": "sources",
+    "Split": "split",
     "dataset_summary": "sources",
     "open_dataset": "sources",
     "train_pipeline": "pipelines",

@@ -1,7 +1,7 @@
 """Image-folder datasets: listing, a cheap check of every file, and a seeded hold-out.
 
 Pure Python and NumPy (no TensorFlow), so listing a folder costs no import.
-`data_sources.open_dataset("folder:PATH")` turns the listing into datasets.
+`data.sources.open_dataset("folder:PATH")` turns the listing into splits.
 
 Layout: `PATH/train/<class>/*` with `PATH/val/<class>/*` (or `validation/`,
 `test/`), or `PATH/<class>/*` alone, split by a seeded hold-out. Images are
@@ -19,6 +19,8 @@ import numpy as np
 __all__ = [
     "EVAL_FOLDERS",
     "IMAGE_EXTENSIONS",
+    "IMAGE_SIGNATURES",
+    "TAIL_BYTES",
     "FolderListing",
     "check_image",
     "holdout_mask",
@@ -29,13 +31,17 @@ __all__ = [
 
 log = logging.getLogger("alexnet_keras")
 
+# The one suffix set of image files: datasets, `predict`, verification.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# The eval folder, in order of preference.
-EVAL_FOLDERS = ("val", "validation", "test")
+# How each of those formats starts; `check_image` and the serving graph's
+# request check read these (the serving graph also accepts WebP).
+IMAGE_SIGNATURES = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n", "GIF": b"GIF8",
+                    "BMP": b"BM"}  # fmt: skip
 # The end-of-image marker is looked for in this many final bytes: encoders and
 # cameras may pad or append after it, and decoders accept such files.
-_TAIL_BYTES = 1024
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TAIL_BYTES = 1024
+# The eval folder, in order of preference.
+EVAL_FOLDERS = ("val", "validation", "test")
 
 
 @dataclasses.dataclass
@@ -165,15 +171,15 @@ def check_image(path):
             if not head:
                 return "empty file"
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - _TAIL_BYTES))
+            f.seek(max(0, f.tell() - TAIL_BYTES))
             tail = f.read()
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if head.startswith(b"\xff\xd8\xff"):
+    if head.startswith(IMAGE_SIGNATURES["JPEG"]):
         return None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker FFD9)"
-    if head == _PNG_SIGNATURE:
+    if head == IMAGE_SIGNATURES["PNG"]:
         return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
-    if head.startswith((b"BM", b"GIF8")):
+    if head.startswith((IMAGE_SIGNATURES["BMP"], IMAGE_SIGNATURES["GIF"])):
         return None
     return f"not a JPEG, PNG, BMP or GIF file (it starts with {head[:4]!r})"
 
@@ -184,7 +190,17 @@ def _subfolders(path):
 
 
 def image_files(folder):
-    """Image files under `folder`, recursively, in sorted order."""
+    """The image files under `folder`, recursively, in sorted order: the one lister.
+
+    Files with a suffix of `IMAGE_EXTENSIONS`, in any case; hidden files and
+    folders are skipped. The content is not checked (see `check_image`).
+
+    Example:
+
+    >>> from alexnet_keras.data.image_folder import image_files
+    >>> [f.rsplit("/", 1)[1] for f in image_files("../shared/data/cifar10-mini/test/cat")][:2]
+    ['0000.jpg', '0001.jpg']
+    """
     files = []
     for top, dirs, names in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -220,31 +236,8 @@ def _list_folder(root, class_names, strict):
     return paths, np.asarray(labels, np.int32)[keep], len(bad)
 
 
-def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
-    """Lists and checks an image-folder dataset; see `data_sources.open_dataset`.
-
-    Args:
-        path: the dataset folder.
-        seed: the seed of the hold-out split.
-        strict: raise at the first bad file instead of skipping it.
-        holdout: the fraction held out when there is no eval folder.
-
-    Returns:
-        A `FolderListing`.
-
-    Raises:
-        ValueError: a folder that does not exist, has no images, one class
-            only, eval classes not in train; with `strict`, a bad file.
-
-    Example:
-
-    >>> from alexnet_keras.data.image_folder import list_image_folder
-    >>> listing = list_image_folder("../shared/data/cifar10-mini")
-    >>> listing.eval_split, len(listing.files["train"][0]), listing.skipped
-    ('test', 200, {'train': 0, 'eval': 0})
-    """
-    root = os.path.abspath(os.path.expanduser(path))
-    name = f"folder:{root}"
+def _layout(root, name, path):
+    """`(train_root, eval_root or None, eval_split, class_names)` of a dataset folder."""
     if not os.path.isdir(root):
         raise ValueError(
             f"{name}: no such folder. Expected a folder with <class>/ subfolders, or "
@@ -272,8 +265,8 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
             f"{train_root}: only one class folder, {class_names[0]!r}; a classifier needs at "
             "least 2. Expected 2 or more <class>/ subfolders. Received: 1"
         )
-    if eval_split:
-        eval_root = os.path.join(root, eval_split)
+    eval_root = os.path.join(root, eval_split) if eval_split else None
+    if eval_root:
         extra = sorted(set(_subfolders(eval_root)) - set(class_names))
         if extra:
             raise ValueError(
@@ -281,6 +274,35 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
                 f"{' ...' if len(extra) > 5 else ''}. Expected a subset of the "
                 f"{len(class_names)} train classes. Received: {len(extra)} unknown classes"
             )
+    return train_root, eval_root, eval_split, class_names
+
+
+def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
+    """Lists and checks an image-folder dataset; see `data.sources.open_dataset`.
+
+    Args:
+        path: the dataset folder.
+        seed: the seed of the hold-out split.
+        strict: raise at the first bad file instead of skipping it.
+        holdout: the fraction held out when there is no eval folder.
+
+    Returns:
+        A `FolderListing`.
+
+    Raises:
+        ValueError: a folder that does not exist, has no images, one class
+            only, eval classes not in train; with `strict`, a bad file.
+
+    Example:
+
+    >>> from alexnet_keras.data.image_folder import list_image_folder
+    >>> listing = list_image_folder("../shared/data/cifar10-mini")
+    >>> listing.eval_split, len(listing.files["train"][0]), listing.skipped
+    ('test', 200, {'train': 0, 'eval': 0})
+    """
+    root = os.path.abspath(os.path.expanduser(path))
+    name = f"folder:{root}"
+    train_root, eval_root, eval_split, class_names = _layout(root, name, path)
     train = _list_folder(train_root, class_names, strict)
     if not len(train[0]):
         raise ValueError(
@@ -288,7 +310,7 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
             f"{'/'.join(IMAGE_EXTENSIONS)} files. Received: 0 images"
             + (f" ({train[2]} files skipped as not images)" if train[2] else "")
         )
-    if eval_split:
+    if eval_root:
         evals = _list_folder(eval_root, class_names, strict)
         if not len(evals[0]):
             raise ValueError(
@@ -311,11 +333,8 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
         log.warning(
             "%s: skipped %d files that are empty or not images (train %d, eval %d); "
             "open it with strict=True to stop at the first one",
-            name,
-            train[2] + evals[2],
-            train[2],
-            evals[2],
-        )
+            name, train[2] + evals[2], train[2], evals[2],
+        )  # fmt: skip
     return FolderListing(
         name=name,
         class_names=list(class_names),

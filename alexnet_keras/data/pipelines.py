@@ -7,10 +7,11 @@ function of `(seed, epoch, element index)`, so a resumed epoch
 (`skip_batches=n`) yields exactly the batches an uninterrupted run would.
 
 `eval_pipeline` is Caffe's test phase: shorter side 256, the centre crop at
-Caffe's offset, or ten crops.
+Caffe's offset, or ten crops. The preprocessing itself (`preprocess_fn`,
+`resize_shorter`, the crops) is `alexnet_keras.preprocessing`'s.
 
-The dataset API of `data_sources` (`open_dataset`, `DatasetInfo`,
-`dataset_summary`) is re-exported here, so a trainer needs one import.
+The dataset API (`open_dataset`, `Split`, `DatasetInfo`, `dataset_summary`)
+is re-exported here, so a trainer needs one import.
 """
 
 import collections.abc
@@ -18,26 +19,25 @@ import collections.abc
 import numpy as np
 import tensorflow as tf
 
-from alexnet_keras.data.sources import (
-    DatasetInfo,
-    dataset_summary,
-    decode_image,
-    open_dataset,
-    raw_source,
-)
 from alexnet_keras.data.image_folder import seeded_permutation
-from alexnet_keras.variants import get_variant
+from alexnet_keras.data.sources import DatasetInfo, dataset_summary, open_dataset
+from alexnet_keras.data.split import Split
+from alexnet_keras.preprocessing import (
+    center_crop_tensor,
+    preprocess_fn,
+    resize_shorter,
+    ten_crop_tensor,
+)
 
 __all__ = [
     "IMAGENET_PCA_EIGVAL",
     "IMAGENET_PCA_EIGVEC",
     "DatasetInfo",
-    "center_crop_tensor",
+    "Split",
+    "average_crops",
     "dataset_summary",
     "eval_pipeline",
     "open_dataset",
-    "preprocess_fn",
-    "resize_shorter",
     "train_pipeline",
 ]
 
@@ -65,94 +65,40 @@ def _check_sizes(input_size, batch_size, resize):
         raise ValueError(f"Expected a positive batch_size. Received: batch_size={batch_size}")
 
 
-def preprocess_fn(preprocessing, input_size):
-    """The weights' preprocessing as a tensor function (`preprocess_input` semantics).
-
-    Args:
-        preprocessing: the weights' metadata `{"color_order", "mean"}`, a
-            variant name, or `None` (identity).
-        input_size: the crop size; a per-pixel mean must be that size.
-
-    Returns:
-        A function of float32 RGB 0..255 crops, `(..., S, S, 3)`.
-    """
-    if preprocessing is None:
-        return lambda x: x
-    if isinstance(preprocessing, str):
-        spec = get_variant(preprocessing)
-        preprocessing = {"color_order": spec.color_order, "mean": spec.mean}
-    if not isinstance(preprocessing, collections.abc.Mapping):
-        raise ValueError(
-            "Expected preprocessing to be a dict {'color_order', 'mean'}, a variant name or "
-            f"None. Received: preprocessing={preprocessing!r}"
-        )
-    order = preprocessing.get("color_order")
-    if order not in ("BGR", "RGB"):
-        raise ValueError(f"Expected color_order 'BGR' or 'RGB'. Received: color_order={order!r}")
-    if list(preprocessing.get("pixel_range", [0, 255])) != [0, 255]:
-        raise ValueError(
-            "Expected pixel_range [0, 255] (the pipeline does not rescale). Received: "
-            f"pixel_range={preprocessing['pixel_range']}"
-        )
-    mean = np.asarray(preprocessing.get("mean", (0.0, 0.0, 0.0)), np.float32)
-    if mean.shape not in ((3,), (input_size, input_size, 3)):
-        raise ValueError(
-            f"Expected a mean of shape (3,) or ({input_size}, {input_size}, 3). "
-            f"Received: mean.shape={mean.shape}"
-        )
-
-    def preprocess(x):
-        if order == "BGR":
-            x = tf.reverse(x, axis=[-1])
-        return x - mean
-
-    return preprocess
-
-
-def resize_shorter(image, size):
-    """Shorter side to `size`, as `preprocessing.load_image` does (same rounding).
-
-    Args:
-        image: float `(H, W, C)` or a batch `(N, H, W, C)`.
-        size: the shorter side after resizing (bilinear, antialiased).
-
-    Returns:
-        The resized image or batch.
-    """
-    shape = tf.shape(image)
-    h, w = tf.cast(shape[-3], tf.float64), tf.cast(shape[-2], tf.float64)
-    scale = size / tf.minimum(h, w)
-    new = tf.maximum(size, tf.cast(tf.round(tf.stack([h, w]) * scale), tf.int32))
-    # At scale 1 the antialiased bilinear kernel weighs each pixel 1 and its
-    # neighbours 0, so skipping the resize changes no bit (tested); images
-    # already at 256, as Caffe-era clients send them, then cost nothing here.
-    return tf.cond(
-        tf.reduce_all(new == shape[-3:-1]),
-        lambda: tf.cast(image, tf.float32),
-        lambda: tf.image.resize(image, new, method="bilinear", antialias=True),
-    )
-
-
-def center_crop_tensor(image, size):
-    """The centre `size` crop of `(H, W, C)` or `(N, H, W, C)`, at Caffe's offset.
-
-    The tensor twin of `preprocessing.center_crop`: offsets `(H - size) // 2`
-    and `(W - size) // 2`.
-    """
-    shape = tf.shape(image)
-    top, left = (shape[-3] - size) // 2, (shape[-2] - size) // 2
-    crop = image[..., top : top + size, left : left + size, :]
-    static = crop.shape.as_list()
-    static[-3:-1] = [size, size]
-    crop.set_shape(static)
-    return crop
-
-
 def _elements(ds):
-    """`ds` as `(image, label)` pairs; TFDS-style dicts are accepted too."""
+    """Decoded `(image, label)` pairs of a `Split` or a dataset (TFDS-style dicts too)."""
+    if isinstance(ds, Split):
+        return ds.dataset()
     if isinstance(ds.element_spec, collections.abc.Mapping):
         return ds.map(lambda ex: (ex["image"], ex["label"]))
     return ds
+
+
+def _epoch_order(ds, seed, epoch, skip, shuffle_buffer):
+    """`(index, raw, label)` in the epoch's order from `skip` on, and the decoder of `raw`.
+
+    A `Split` whose references fit in memory is permuted exactly; any other
+    input streams through a seeded shuffle buffer. A `Split` is shuffled as
+    references and decoded afterwards, each image once.
+    """
+    if isinstance(ds, Split) and ds.arrays() is not None:
+        raw, labels = ds.arrays()
+        order = seeded_permutation(len(raw), seed, epoch)[skip:]
+        elements = tf.data.Dataset.from_tensor_slices(
+            (order.astype(np.int64), tf.constant(raw[order], tf.string), labels[order])
+        )
+        return elements, ds.decode
+    if isinstance(ds, Split):
+        stream, decode = ds.references, ds.decode
+    else:
+        stream, decode = _elements(ds), (lambda image: image)
+    elements = stream.enumerate().map(lambda i, el: (i, el[0], el[1]))
+    elements = elements.shuffle(
+        shuffle_buffer,
+        seed=(seed * 1_000_003 + epoch) % (1 << 63),
+        reshuffle_each_iteration=False,
+    )
+    return elements.skip(skip), decode
 
 
 def train_pipeline(
@@ -179,10 +125,11 @@ def train_pipeline(
     eigenvector, per image; added to every pixel and not clipped, as in the
     paper and fb.resnet.torch), then `preprocessing`.
 
-    The order is a seeded permutation of the dataset, exact for datasets from
-    `open_dataset` whose references fit in memory (image folders, TFDS sets up
-    to `data_sources.MATERIALIZE_MAX_BYTES`); they are shuffled before they
-    are decoded. Any other dataset goes through a `shuffle_buffer` shuffle
+    The order is a seeded permutation of the dataset, exact for a `Split`
+    whose references fit in memory (image folders, TFDS sets up to
+    `data.sources.MATERIALIZE_MAX_BYTES`, and `split.take(n)` of those). A
+    `Split` is shuffled as references and each image is decoded once, after
+    the shuffle. Any other dataset goes through a `shuffle_buffer` shuffle
     seeded from `(seed, epoch)` (its order then also depends on TensorFlow's
     global seed, if one is set). Every random augmentation uses stateless ops
     seeded from `(seed, epoch, index)`, where `index` is the element's
@@ -190,8 +137,9 @@ def train_pipeline(
     where the epoch was resumed.
 
     Args:
-        ds: a dataset of `(image, label)`: uint8 `(H, W, 3)` images of any size
-            and integer labels, in a fixed order (as from `open_dataset`).
+        ds: a `Split` from `open_dataset`, or a dataset of `(image, label)`:
+            uint8 `(H, W, 3)` images of any size and integer labels, in a
+            fixed order.
         input_size: the crop size (224 or 227 for AlexNet).
         batch_size: images per batch.
         preprocessing: the weights' metadata `{"color_order": "BGR" | "RGB",
@@ -249,33 +197,13 @@ def train_pipeline(
             x = x + tf.linalg.matvec(eigvec, alpha * eigval)
         return preprocess(x)
 
-    skip = skip_batches * batch_size
-    source = raw_source(ds)
-    arrays = source.arrays() if source is not None else None
-    if arrays is not None:
-        raw, labels = arrays
-        order = seeded_permutation(len(raw), seed, epoch)[skip:]
-        elements = tf.data.Dataset.from_tensor_slices(
-            (order.astype(np.int64), tf.constant(raw[order], tf.string), labels[order])
-        )
-    else:
-        stream = source.stream if source is not None else _elements(ds)
-        elements = stream.enumerate().map(lambda i, el: (i, el[0], el[1]))
-        elements = elements.shuffle(
-            shuffle_buffer,
-            seed=(seed * 1_000_003 + epoch) % (1 << 63),
-            reshuffle_each_iteration=False,
-        ).skip(skip)
-    if source is not None:
-        decode = lambda raw: decode_image(raw, source.is_path)
-    else:
-        decode = lambda image: image
+    elements, decode = _epoch_order(ds, seed, epoch, skip_batches * batch_size, shuffle_buffer)
     out = elements.map(
         lambda i, raw, label: (augment(i, decode(raw)), tf.cast(label, tf.int32)),
         num_parallel_calls=num_parallel,
         deterministic=True,
     )
-    if source is not None and source.is_path:
+    if isinstance(ds, Split) and ds.is_path:
         out = out.ignore_errors(log_warning=True)
     out = out.batch(
         batch_size,
@@ -305,7 +233,7 @@ def eval_pipeline(
     example is kept, in order; the last batch may be smaller.
 
     Args:
-        ds: a dataset of `(image, label)`, as from `open_dataset`.
+        ds: a `Split` from `open_dataset`, or a dataset of `(image, label)`.
         input_size: the crop size.
         batch_size: images per batch.
         preprocessing: as for `train_pipeline`.
@@ -332,16 +260,39 @@ def eval_pipeline(
 
     def views(image, label):
         x = resize_shorter(tf.cast(image, tf.float32), resize)
-        if ten_crop:
-            h, w = tf.shape(x)[0], tf.shape(x)[1]
-            crop = lambda y, x0: tf.slice(x, [y, x0, 0], [size, size, 3])
-            crops = [crop(0, 0), crop(0, w - size), crop(h - size, 0)]
-            crops += [crop(h - size, w - size), center_crop_tensor(x, size)]
-            x = tf.stack(crops + [tf.reverse(c, axis=[1]) for c in crops])
-        else:
-            x = center_crop_tensor(x, size)
+        x = ten_crop_tensor(x, size) if ten_crop else center_crop_tensor(x, size)
         return preprocess(x), tf.cast(label, tf.int32)
 
     out = _elements(ds).map(views, num_parallel_calls=num_parallel, deterministic=True)
     out = out.batch(batch_size, num_parallel_calls=num_parallel, deterministic=True)
     return out.prefetch(tf.data.AUTOTUNE)
+
+
+def average_crops(fn, crops):
+    """`fn` applied to every view, then averaged over the views (Caffe's oversample).
+
+    The one ten-crop averaging: training, `evaluate` and `predict` call it on
+    `eval_pipeline(..., ten_crop=True)` batches or `preprocessing.ten_crop` views.
+
+    Args:
+        fn: a function of a batch `(M, ...)`, e.g. a model returning `(M, classes)`.
+        crops: a tensor `(N, V, ...)`: `V` views of each of `N` images.
+
+    Returns:
+        `(N, ...)`: the mean over the `V` views of `fn`'s output.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from alexnet_keras.data.pipelines import average_crops
+    >>> crops = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
+    >>> average_crops(lambda x: x * 2, crops).numpy().tolist()
+    [[4.0, 6.0], [16.0, 18.0]]
+    """
+    crops = tf.convert_to_tensor(crops)
+    shape = tf.shape(crops)
+    flat = tf.reshape(crops, tf.concat([[-1], shape[2:]], 0))
+    flat.set_shape([None, *crops.shape[2:]])
+    out = fn(flat)
+    views = tf.reshape(out, tf.concat([shape[:2], tf.shape(out)[1:]], 0))
+    return tf.reduce_mean(views, axis=1)

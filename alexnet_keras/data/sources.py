@@ -1,33 +1,29 @@
 """Datasets by name: TensorFlow Datasets sets and image folders, opened offline.
 
 `open_dataset("cifar10")` or `open_dataset("folder:PATH")` returns a train and an
-eval `tf.data.Dataset` of `(image, label)` pairs: `image` a decoded uint8
-`(H, W, 3)` tensor of any size, `label` an int32 scalar. Both are unbatched,
-unshuffled and in a fixed order, so that `data.train_pipeline` can
+eval `Split`. A split carries its images' references (file paths, or encoded
+TFDS records) and their decoder, not decoded pixels, so `data.train_pipeline`
+shuffles the cheap references and decodes each image once, after the shuffle.
+Iterating a split (or `split.dataset()`) yields `(image, label)` pairs: `image`
+a decoded uint8 `(H, W, 3)` tensor of any size, `label` an int32 scalar,
+unbatched, unshuffled and in a fixed order, so that `data.train_pipeline` can
 derive every random choice from `(seed, epoch, index)`.
-
-Each returned dataset remembers where its elements come from (file paths, or
-encoded TFDS records). `data.train_pipeline` uses that to shuffle the
-cheap references and decode afterwards, instead of holding decoded images in a
-shuffle buffer; see `raw_source`.
 """
 
 import dataclasses
+import functools
 import os
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import list_image_folder, seeded_permutation
+from alexnet_keras.data.split import Split, read_all
 
 __all__ = [
     "DatasetInfo",
-    "RawSource",
     "dataset_summary",
-    "decode_image",
     "open_dataset",
-    "raw_source",
 ]
 
 # The eval split of a TFDS set, in order of preference.
@@ -64,91 +60,11 @@ class DatasetInfo:
     skipped: dict = dataclasses.field(default_factory=lambda: {"train": 0, "eval": 0})
 
 
-@dataclasses.dataclass(eq=False)
-class RawSource:
-    """Where a dataset's elements come from, before decoding.
-
-    Attributes:
-        stream: a dataset of `(raw, label)` in the dataset's order; `raw` is a
-            file path if `is_path`, else encoded image bytes.
-        is_path: whether `raw` is a path to read.
-        size: the number of elements.
-        load: `None`, or a function returning `(raw, labels)` NumPy arrays (in
-            the same order) that fit in memory; then the pipeline can permute
-            them exactly. Its result is cached.
-    """
-
-    stream: tf.data.Dataset
-    is_path: bool
-    size: int
-    load: object = None
-    _arrays: tuple = dataclasses.field(default=None, repr=False)
-
-    def arrays(self):
-        """`(raw, labels)` NumPy arrays, or `None` if the source is too big."""
-        if self.load is None:
-            return None
-        if self._arrays is None:
-            self._arrays = self.load()
-        return self._arrays
-
-
-_SOURCES = weakref.WeakKeyDictionary()
-
-
-def raw_source(ds):
-    """The `RawSource` of a dataset returned by `open_dataset`, else `None`.
-
-    Any transformation of the dataset (`take`, `map`, ...) returns a new
-    dataset, which has no raw source.
-    """
-    return _SOURCES.get(ds)
-
-
-def decode_image(raw, is_path=False):
-    """Decodes a JPEG, PNG, BMP or GIF (first frame) to a uint8 `(H, W, 3)` tensor.
-
-    Args:
-        raw: a scalar string tensor: the encoded bytes, or a path if `is_path`.
-        is_path: read the file named by `raw` first.
-
-    Returns:
-        uint8 tensor of shape `(H, W, 3)`; grey images are repeated to RGB, an
-        alpha channel is dropped.
-
-    Example:
-
-    >>> import tensorflow as tf
-    >>> from alexnet_keras.data.sources import decode_image
-    >>> decode_image(tf.io.encode_png(tf.zeros((4, 5, 1), tf.uint8))).shape
-    TensorShape([4, 5, 3])
-    """
-    data = tf.io.read_file(raw) if is_path else raw
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def _decoded(source):
-    ds = source.stream.map(
-        lambda raw, label: (decode_image(raw, source.is_path), label),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if source.is_path:
-        # A file that passed the listing-time check may still fail to decode;
-        # dropping it beats ending a training run.
-        ds = ds.ignore_errors(log_warning=True)
-    _SOURCES[ds] = source
-    return ds
-
-
-def _file_dataset(paths, labels):
-    stream = tf.data.Dataset.from_tensor_slices(
+def _file_split(paths, labels):
+    references = tf.data.Dataset.from_tensor_slices(
         (tf.constant(paths.tolist(), tf.string), tf.constant(labels, tf.int32))
     )
-    source = RawSource(stream, True, len(paths), load=lambda: (paths, labels))
-    return _decoded(source)
+    return Split(references, len(paths), True, load=lambda: (paths, labels))
 
 
 def _open_folder(path, *, seed, strict, holdout):
@@ -162,7 +78,7 @@ def _open_folder(path, *, seed, strict, holdout):
         eval_split=listing.eval_split,
         skipped=listing.skipped,
     )
-    return {"train": _file_dataset(*train), "eval": _file_dataset(*evals)}, info
+    return {"train": _file_split(*train), "eval": _file_split(*evals)}, info
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +94,8 @@ def _prepare_hint(name, data_dir):
     )
 
 
-def _open_tfds(name, *, data_dir, seed, holdout):
+def _tfds_builder(name, data_dir):
+    """The prepared TFDS builder of `name`, or a ValueError that says how to prepare it."""
     import tensorflow_datasets as tfds
 
     data_dir = os.path.abspath(
@@ -210,84 +127,81 @@ def _open_tfds(name, *, data_dir, seed, holdout):
             f"Dataset {name!r} is not an image-classification set. Expected `image` and "
             f"`label` (ClassLabel) features. Received: {sorted(features.keys())}"
         )
-    splits = builder.info.splits
-    if "train" not in splits:
+    if "train" not in builder.info.splits:
         raise ValueError(
-            f"Dataset {name!r} has no train split. Expected 'train'. Received: {sorted(splits)}"
+            f"Dataset {name!r} has no train split. Expected 'train'. "
+            f"Received: {sorted(builder.info.splits)}"
         )
+    return builder
+
+
+def _tfds_references(builder, split):
+    """`(encoded image, int32 label)` of a TFDS split, in its stored order."""
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+    return ds.map(
+        lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _tfds_holdout(builder, name, seed, holdout, in_memory):
+    """Train and eval `Split`s from a seeded hold-out of the train split."""
+    if not 0 < holdout < 1:
+        raise ValueError(
+            f"Dataset {name!r} has no validation or test split, so a hold-out fraction "
+            f"is needed. Expected 0 < holdout < 1. Received: holdout={holdout}"
+        )
+    num = builder.info.splits["train"].num_examples
+    # Without reading every label, the hold-out cannot be stratified: it is a
+    # seeded random choice of examples.
+    mask = np.zeros(num, bool)
+    mask[seeded_permutation(num, seed, 3)[: round(holdout * num)]] = True
+    lookup = tf.constant(mask)
+    full = _tfds_references(builder, "train").enumerate()
+    everything = functools.cache(lambda: read_all(_tfds_references(builder, "train")))
+
+    def part(in_eval):
+        references = full.filter(lambda i, el: tf.equal(tf.gather(lookup, i), in_eval))
+        keep = mask if in_eval else ~mask
+        load = lambda: tuple(a[keep] for a in everything())
+        size = int(keep.sum())
+        return Split(references.map(lambda i, el: el), size, False, load if in_memory else None)
+
+    return part(False), part(True)
+
+
+def _open_tfds(name, *, data_dir, seed, holdout):
+    builder = _tfds_builder(name, data_dir)
+    splits = builder.info.splits
     eval_split = next((s for s in EVAL_SPLITS if s in splits), None)
-    small = int(builder.info.dataset_size) <= MATERIALIZE_MAX_BYTES
+    in_memory = int(builder.info.dataset_size) <= MATERIALIZE_MAX_BYTES
 
-    def stream(split):
-        ds = builder.as_dataset(
-            split=split,
-            shuffle_files=False,
-            decoders={"image": tfds.decode.SkipDecoding()},
-            read_config=tfds.ReadConfig(try_autocache=False),
-        )
-        return ds.map(
-            lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+    def split(split_name):
+        references = _tfds_references(builder, split_name)
+        load = (lambda: read_all(references)) if in_memory else None
+        return Split(references, splits[split_name].num_examples, False, load)
 
-    def read_all(ds):
-        raws, labels = [], []
-        for raw, label in ds.batch(4096).as_numpy_iterator():
-            raws.append(raw.astype(object))
-            labels.append(label)
-        return np.concatenate(raws), np.concatenate(labels)
-
-    def source(ds, size, load):
-        return RawSource(ds, False, size, load=load if small else None)
-
-    num_train = splits["train"].num_examples
     if eval_split:
-        num_eval = splits[eval_split].num_examples
-        train_stream, eval_stream = stream("train"), stream(eval_split)
-        train = source(train_stream, num_train, lambda: read_all(train_stream))
-        evals = source(eval_stream, num_eval, lambda: read_all(eval_stream))
+        train, evals = split("train"), split(eval_split)
     else:
-        if not 0 < holdout < 1:
-            raise ValueError(
-                f"Dataset {name!r} has no validation or test split, so a hold-out fraction "
-                f"is needed. Expected 0 < holdout < 1. Received: holdout={holdout}"
-            )
-        # Without reading every label, the hold-out cannot be stratified: it is a
-        # seeded random choice of examples.
-        mask = np.zeros(num_train, bool)
-        mask[seeded_permutation(num_train, seed, 3)[: round(holdout * num_train)]] = True
-        lookup = tf.constant(mask)
-        full = stream("train").enumerate()
-        cached = {}
-
-        def part(in_eval):
-            ds = full.filter(lambda i, el: tf.equal(tf.gather(lookup, i), in_eval))
-            ds = ds.map(lambda i, el: el)
-
-            def load():
-                if "all" not in cached:
-                    cached["all"] = read_all(stream("train"))
-                raw, labels = cached["all"]
-                keep = mask if in_eval else ~mask
-                return raw[keep], labels[keep]
-
-            return ds, load
-
-        (train_stream, train_load), (eval_stream, eval_load) = part(False), part(True)
-        num_eval = int(mask.sum())
-        num_train -= num_eval
-        train = source(train_stream, num_train, train_load)
-        evals = source(eval_stream, num_eval, eval_load)
+        train, evals = _tfds_holdout(builder, name, seed, holdout, in_memory)
         eval_split = "holdout"
     info = DatasetInfo(
         name=name,
-        class_names=list(features["label"].names),
-        num_examples={"train": num_train, "eval": num_eval},
+        class_names=list(builder.info.features["label"].names),
+        num_examples={"train": train.size, "eval": evals.size},
         source="tfds",
         eval_split=eval_split,
     )
-    return {"train": _decoded(train), "eval": _decoded(evals)}, info
+    return {"train": train, "eval": evals}, info
 
 
 def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
@@ -312,9 +226,10 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
             there is no eval split (`None` means 0.1).
 
     Returns:
-        `({"train": ds, "eval": ds}, info)`: each `ds` yields `(image, label)`,
-        a uint8 `(H, W, 3)` tensor and an int32 scalar, unbatched, in a fixed
-        order; `info` is a `DatasetInfo`.
+        `({"train": split, "eval": split}, info)`: each `split` is a `Split`
+        whose iteration yields `(image, label)`, a uint8 `(H, W, 3)` tensor
+        and an int32 scalar, unbatched, in a fixed order; `info` is a
+        `DatasetInfo`.
 
     Raises:
         ValueError: an unknown dataset name, a TFDS data dir that does not

@@ -118,15 +118,16 @@ def _mean_shape(preprocessing):
 
 
 def _build(weights, input_size, top_k):
-    from alexnet_keras.model import AlexNet, _resolve_weights
-    from alexnet_keras.serving.graph import ServingModule, class_labels
+    from alexnet_keras.model import AlexNet
+    from alexnet_keras.preprocessing import class_labels
+    from alexnet_keras.pretrained import resolve
+    from alexnet_keras.serving.graph import ServingModule
+    from alexnet_keras.variants import check_input_size
     from alexnet_keras.weights import read_metadata
 
-    path = _resolve_weights(weights)
+    path = resolve(weights)
     meta = read_metadata(path)
-    size = int(input_size or meta["input_size"])
-    if size not in (224, 225, 226, 227):
-        raise ValueError(f"--input-size must be 224..227 (fc6 needs a 6x6 pool5). Received: {size}")
+    size = check_input_size(int(input_size or meta["input_size"]))
     try:
         labels = class_labels(meta)
     except ValueError as e:

@@ -14,62 +14,28 @@ variable twice (keras-team/keras#23553, `shared/docs/tensorflow-notes.md` §6).
 import numpy as np
 import tensorflow as tf
 
-from alexnet_keras.data.pipelines import center_crop_tensor, preprocess_fn, resize_shorter
+from alexnet_keras.data.image_folder import IMAGE_SIGNATURES, TAIL_BYTES
+from alexnet_keras.preprocessing import center_crop_tensor, preprocess_fn, resize_shorter
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "MIN_IMAGE_SIDE",
     "RESIZE",
     "ServingModule",
-    "class_labels",
-    "class_names",
 ]
 
 RESIZE = 256
 # Smaller images are refused: a 1x1 tracking pixel or a 4x4 thumbnail blown up
 # to 256 gives a confident-looking answer about nothing. CIFAR's 32x32 passes.
 MIN_IMAGE_SIDE = 16
-# JPEG first (the truncation check uses it), then PNG, GIF, BMP; WebP is RIFF...WEBP.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
+# The datasets' signatures: JPEG first (the truncation check uses it), then PNG,
+# GIF, BMP; WebP, accepted here only, is RIFF...WEBP.
+_MAGIC = tuple(IMAGE_SIGNATURES[f] for f in ("JPEG", "PNG", "GIF", "BMP"))
 # Larger images are refused before decoding (from their headers): one such
 # image decodes to gigabytes of float32 and could take the server down.
 # A 50-megapixel phone photo (8160x6120) still passes.
 MAX_IMAGE_PIXELS = 50_000_000
-_JPEG_TAIL_BYTES = 1024  # the end-of-image marker may be followed by padding
-
-
-def class_names(meta):
-    """The weights' class names, or the ImageNet `(wnid, name)` pairs for 1000 unnamed classes."""
-    names = meta.get("class_names")
-    if names is None and meta["classes"] == 1000:
-        from alexnet_keras.preprocessing import imagenet_classes
-
-        names = imagenet_classes()
-    return names
-
-
-def class_labels(meta):
-    """The label string of each class: its name from the weights' metadata.
-
-    `[id, name]` pairs give the name; without names, 1000 classes are the
-    ImageNet ones and any other count gives the index as a string.
-
-    Example:
-
-    >>> from alexnet_keras.serving.graph import class_labels
-    >>> class_labels({"classes": 1000, "class_names": None})[:2]
-    ['tench', 'goldfish']
-    """
-    names, classes = class_names(meta), meta["classes"]
-    if names is None:
-        return [str(i) for i in range(classes)]
-    labels = [n[-1] if isinstance(n, (list, tuple)) else str(n) for n in names]
-    if len(labels) != classes:
-        raise ValueError(
-            f"The weights list {len(labels)} class names for {classes} classes; "
-            "the labels would be wrong"
-        )
-    return labels
+_JPEG_TAIL_BYTES = TAIL_BYTES  # the end-of-image marker may be followed by padding
 
 
 def _check(condition, message):

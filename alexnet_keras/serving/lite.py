@@ -8,7 +8,7 @@ softmax, top-k and the class labels are inside, as in the SavedModel.
 
 import tensorflow as tf
 
-from alexnet_keras.data.pipelines import center_crop_tensor
+from alexnet_keras.preprocessing import center_crop_tensor
 
 __all__ = ["tflite_bytes"]
 

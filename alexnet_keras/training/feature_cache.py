@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from alexnet_keras.progress import Progress
+
 __all__ = ["head_trainer_inputs"]
 
 log = logging.getLogger("alexnet_keras")
@@ -26,10 +28,10 @@ _NEEDS = {"fc7": "fc8", "pool5": "fc6"}
 
 
 def _check(config):
-    layer = config["feature_layer"]
+    layer = config.feature_layer
     from alexnet_keras.variants import WEIGHTED_LAYERS as order
 
-    frozen_until = config["trainable_from"]
+    frozen_until = config.trainable_from
     if frozen_until is None or order.index(frozen_until) < order.index(_NEEDS[layer]):
         raise ValueError(
             f"--cache-features with {layer} features needs everything below the head frozen: "
@@ -44,7 +46,7 @@ def _key(config, init_path, size, preprocessing):
     if init_path:
         digest.update(pathlib.Path(init_path).read_bytes()[: 1 << 20])  # cheap identity
     fields = ("dataset", "feature_layer", "cache_flip", "seed", "holdout")
-    blob = json.dumps([config[k] for k in fields] + [size, preprocessing, str(init_path)])
+    blob = json.dumps([getattr(config, k) for k in fields] + [size, preprocessing, str(init_path)])
     digest.update(blob.encode())
     return digest.hexdigest()[:16]
 
@@ -62,6 +64,8 @@ def _extract(extractor, ds, count, flip, path):
     feats = open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count * copies, *shape))
     labels = np.empty(count * copies, np.int32)
     i, began = 0, time.perf_counter()
+    # A CPU pass over CIFAR-10 takes many minutes: show it moving.
+    meter = Progress(count, label=f"features {path.stem}", unit="img")
     for x, y in ds:
         n = int(y.shape[0])
         feats[i : i + n] = extractor(x, training=False).numpy()
@@ -70,10 +74,8 @@ def _extract(extractor, ds, count, flip, path):
             feats[count + i : count + i + n] = extractor(tf.reverse(x, [2]), training=False).numpy()
             labels[count + i : count + i + n] = y.numpy()
         i += n
-        if (i // n) % 20 == 0:  # a CPU pass over CIFAR-10 takes many minutes: show it moving
-            rate = i / (time.perf_counter() - began)
-            log.info("features %s: %d/%d images, %.0f img/s, ETA %.1f min", path.stem, i, count,
-                     rate, (count - i) / rate / 60)  # fmt: skip
+        meter.update(i)
+    meter.close()
     feats.flush()
     log.info("features %s: %d images in %.0f s", path.stem, i, time.perf_counter() - began)
     if i == count:
@@ -93,7 +95,7 @@ def _features(config, model, splits, info, size, preprocessing, folder):
 
     from alexnet_keras.data import pipelines as data
 
-    extractor = keras.Model(model.inputs, model.get_layer(_OUTPUT[config["feature_layer"]]).output)
+    extractor = keras.Model(model.inputs, model.get_layer(_OUTPUT[config.feature_layer]).output)
     if (folder / "done.json").exists():
         log.info("reusing cached features in %s", folder)
     else:
@@ -101,12 +103,12 @@ def _features(config, model, splits, info, size, preprocessing, folder):
         for split in ("train", "eval"):
             ds = data.eval_pipeline(splits[split], input_size=size, batch_size=64,
                                     preprocessing=preprocessing)  # fmt: skip
-            flip = config["cache_flip"] and split == "train"
+            flip = config.cache_flip and split == "train"
             labels = _extract(
                 extractor, ds, info.num_examples[split], flip, folder / f"{split}.npy"
             )
             np.save(folder / f"{split}_labels.npy", labels)
-        (folder / "done.json").write_text(json.dumps({"dataset": config["dataset"]}))
+        (folder / "done.json").write_text(json.dumps({"dataset": config.dataset}))
     return {
         split: (np.load(folder / f"{split}.npy"), np.load(folder / f"{split}_labels.npy"))
         for split in ("train", "eval")
@@ -123,20 +125,20 @@ def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessi
     import tensorflow as tf
 
     _check(config)
-    key = _key(config, config.get("weights"), size, preprocessing)
+    key = _key(config, config.weights, size, preprocessing)
     features = _features(config, model, splits, info, size, preprocessing,
                          pathlib.Path(out) / "features" / key)  # fmt: skip
     with strategy.scope():
         inputs = keras.Input(shape=features["train"][0].shape[1:], name="features")
         x = inputs
-        for name in _HEAD[config["feature_layer"]]:
+        for name in _HEAD[config.feature_layer]:
             x = model.get_layer(name)(x)
         head = keras.Model(inputs, x, name="head")
-    batch = config["batch_size"]
+    batch = config.batch_size
     train_x, train_y = features["train"]
     steps = len(train_y) // batch
-    if config["steps_per_epoch"]:
-        steps = min(steps, config["steps_per_epoch"])
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
 
     def gather(x, y):
         def fn(idx):
@@ -158,7 +160,7 @@ def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessi
         return ds, lookup
 
     def make_train(epoch, skip):
-        order = np.random.default_rng([config["seed"], epoch]).permutation(len(train_y))
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_y))
         ds, lookup = batches(train_x, train_y, order, True)
         ds = ds.skip(skip).map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)

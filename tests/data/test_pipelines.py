@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 import alexnet_keras
-from alexnet_keras.data import pipelines as data
 from alexnet_keras.data import sources as data_sources
+from alexnet_keras.data.image_folder import holdout_mask, seeded_permutation
 from alexnet_keras.data.pipelines import (
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,
@@ -21,8 +21,8 @@ from alexnet_keras.data.pipelines import (
     open_dataset,
     train_pipeline,
 )
-from alexnet_keras.data.sources import raw_source
-from alexnet_keras.data.image_folder import holdout_mask, seeded_permutation
+from alexnet_keras.data.split import Split
+from alexnet_keras.preprocessing import resize_shorter
 from tests.conftest import IMAGENET_SAMPLE, SHARED, load_script, require
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -90,7 +90,12 @@ def imagenet_sample():
 
 @pytest.mark.parametrize(
     "name",
-    ["alexnet_keras.data.sources", "alexnet_keras.data.image_folder", "alexnet_keras.data.pipelines"],
+    [
+        "alexnet_keras.data.sources",
+        "alexnet_keras.data.image_folder",
+        "alexnet_keras.data.pipelines",
+        "alexnet_keras.data.split",
+    ],
 )
 def test_docstring_examples(name, monkeypatch):
     require(CIFAR_MINI)
@@ -129,7 +134,7 @@ def test_tfds_streamed_train_pipeline_is_deterministic(monkeypatch):
     """A TFDS set too big for memory streams through a seeded shuffle buffer."""
     monkeypatch.setattr(data_sources, "MATERIALIZE_MAX_BYTES", 0)
     splits, _ = open_dataset("cifar10", data_dir=str(require(TFDS_DIR)))
-    assert raw_source(splits["train"]).arrays() is None
+    assert splits["train"].arrays() is None
     kw = dict(batch_size=4, preprocessing=BGR, shuffle_buffer=32, **SMALL)
     run = lambda **k: batches(train_pipeline(splits["train"], **kw, **k).take(4))
     first = run()
@@ -170,7 +175,7 @@ def test_folder_with_train_and_test(cifar_mini):
         {"train": 0, "eval": 0},
     )
     for split, per_class in (("train", 20), ("eval", 10)):
-        paths, labels = raw_source(splits[split]).arrays()
+        paths, labels = splits[split].arrays()
         assert np.bincount(labels).tolist() == [per_class] * 10
         # The label is the index of the file's class folder.
         assert all(
@@ -187,27 +192,27 @@ def test_folder_without_split_holds_out_at_random_over_single_image_classes(imag
     assert info.class_names == [line.split(" ", 1)[0] for line in synsets]
     assert info.num_examples == {"train": 900, "eval": 100}
     assert info.eval_split == "holdout"
-    train, evals = (raw_source(splits[s]).arrays() for s in ("train", "eval"))
+    train, evals = (splits[s].arrays() for s in ("train", "eval"))
     assert len(train[0]) == 900 and len(evals[0]) == 100
     # One image per class: each class is on one side only.
     assert sorted(np.concatenate([train[1], evals[1]]).tolist()) == list(range(1000))
     assert not set(train[0]) & set(evals[0])
     again = open_dataset(f"folder:{IMAGENET_SAMPLE}")[0]
-    assert raw_source(again["eval"]).arrays()[0].tolist() == evals[0].tolist()
+    assert again["eval"].arrays()[0].tolist() == evals[0].tolist()
     other = open_dataset(f"folder:{IMAGENET_SAMPLE}", seed=1)[0]
-    assert set(raw_source(other["eval"]).arrays()[0]) != set(evals[0])
+    assert set(other["eval"].arrays()[0]) != set(evals[0])
 
 
 def test_holdout_is_stratified_seeded_and_disjoint(tmp_path, rng):
     make_folder(tmp_path, {"a": 10, "b": 10, "c": 10}, rng)
     splits, info = open_dataset(f"folder:{tmp_path}", holdout=0.2, seed=3)
     assert info.num_examples == {"train": 24, "eval": 6}
-    train, evals = (raw_source(splits[s]).arrays() for s in ("train", "eval"))
+    train, evals = (splits[s].arrays() for s in ("train", "eval"))
     assert np.bincount(evals[1]).tolist() == [2, 2, 2]
     assert not set(train[0]) & set(evals[0]) and len(set(train[0]) | set(evals[0])) == 30
-    same = raw_source(open_dataset(f"folder:{tmp_path}", holdout=0.2, seed=3)[0]["eval"])
+    same = open_dataset(f"folder:{tmp_path}", holdout=0.2, seed=3)[0]["eval"]
     assert same.arrays()[0].tolist() == evals[0].tolist()
-    other = raw_source(open_dataset(f"folder:{tmp_path}", holdout=0.2, seed=4)[0]["eval"])
+    other = open_dataset(f"folder:{tmp_path}", holdout=0.2, seed=4)[0]["eval"]
     assert set(other.arrays()[0]) != set(evals[0])
 
 
@@ -370,7 +375,7 @@ def test_pipeline_shapes(cifar_mini, size):
 )
 def test_eval_matches_load_image_crop_and_preprocess_input(imagenet_sample, variant, preprocessing):
     splits, _ = imagenet_sample
-    paths = raw_source(splits["eval"]).arrays()[0][:2]
+    paths = splits["eval"].arrays()[0][:2]
     for size, ten_crop in ((227, False), (224, True)):
         kw = dict(input_size=size, batch_size=2, preprocessing=preprocessing, ten_crop=ten_crop)
         x, _ = next(iter(eval_pipeline(splits["eval"].take(2), **kw)))
@@ -387,7 +392,7 @@ def test_eval_resizes_and_rounds_like_load_image(tmp_path, rng):
     for i, shape in enumerate([(50, 80), (80, 50), (300, 457)]):
         write_image(tmp_path / f"{'ab'[i % 2]}/{i}.png", rng.integers(0, 256, (*shape, 3)))
     splits, _ = open_dataset(f"folder:{tmp_path}", holdout=0.5)
-    paths = [p.decode() for p in raw_source(splits["train"]).arrays()[0]]
+    paths = [p.decode() for p in splits["train"].arrays()[0]]
     for ten_crop in (False, True):
         out = batches(
             eval_pipeline(
@@ -418,11 +423,11 @@ def test_train_preprocessing_is_preprocess_input(cifar_mini):
 
 @pytest.fixture(params=["permutation", "shuffle-buffer"])
 def train_ds(request, cifar_mini):
-    """The exact-permutation path (a dataset from open_dataset) and the generic one."""
+    """The exact-permutation path (a Split from open_dataset) and the generic one."""
     ds = cifar_mini[0]["train"]
     if request.param == "shuffle-buffer":
-        ds = ds.map(lambda x, y: (x, y))  # any other dataset: no raw source
-        assert raw_source(ds) is None
+        ds = ds.dataset()  # any other dataset: decoded images, no references
+        assert not isinstance(ds, Split)
     return ds
 
 
@@ -451,13 +456,13 @@ def test_augmentation_depends_on_the_image_not_the_order(cifar_mini):
     ds = cifar_mini[0]["train"]
     kw = dict(batch_size=200, preprocessing=None, seed=1, **SMALL)
     exact = batches(train_pipeline(ds, **kw))[0]
-    generic = batches(train_pipeline(ds.map(lambda x, y: (x, y)), shuffle_buffer=8, **kw))[0]
+    generic = batches(train_pipeline(ds.dataset(), shuffle_buffer=8, **kw))[0]
     key = lambda b: sorted(range(200), key=lambda i: b[0][i].tobytes())
     np.testing.assert_array_equal(exact[0][key(exact)], generic[0][key(generic)])
 
 
 def test_flip_and_crop_are_random(cifar_mini):
-    ds = cifar_mini[0]["train"].take(1).repeat(16)
+    ds = cifar_mini[0]["train"].dataset().take(1).repeat(16)
     x, _ = batches(train_pipeline(ds, batch_size=16, preprocessing=None, pca_std=0, **SMALL))[0]
     assert len({v.tobytes() for v in x}) > 8
     x, _ = batches(
@@ -514,10 +519,10 @@ def test_resize_shorter_at_256_is_the_resize_bit_for_bit(shape, rng):
     """The identity shortcut: what tf.image.resize computes at scale 1, to the last bit."""
     x = tf.constant(rng.uniform(0, 255, shape).astype(np.float32))
     full = tf.image.resize(x, shape[-3:-1], method="bilinear", antialias=True)
-    np.testing.assert_array_equal(data.resize_shorter(x, 256).numpy(), full.numpy())
+    np.testing.assert_array_equal(resize_shorter(x, 256).numpy(), full.numpy())
 
 
 def test_resize_shorter_resizes_other_sizes(rng):
     x = tf.constant(rng.uniform(0, 255, (2, 200, 300, 3)).astype(np.float32))
-    out = data.resize_shorter(x, 256)
+    out = resize_shorter(x, 256)
     np.testing.assert_array_equal(out.numpy(), tf.image.resize(x, (256, 384), antialias=True))

@@ -1,0 +1,133 @@
+"""A dataset split as references and their decoder: the unit the pipelines read.
+
+`open_dataset` (in `data.sources`) returns one `Split` per split. It holds
+cheap references to the images (file paths or encoded TFDS records) and the
+function that decodes one, never decoded pixels and never a side table, so a
+pipeline can shuffle the references and decode each image once, after the
+shuffle.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["Split", "decode_image", "read_all"]
+
+
+def decode_image(raw, is_path=False):
+    """Decodes a JPEG, PNG, BMP or GIF (first frame) to a uint8 `(H, W, 3)` tensor.
+
+    Args:
+        raw: a scalar string tensor: the encoded bytes, or a path if `is_path`.
+        is_path: read the file named by `raw` first.
+
+    Returns:
+        uint8 tensor of shape `(H, W, 3)`; grey images are repeated to RGB, an
+        alpha channel is dropped.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.data.split import decode_image
+    >>> decode_image(tf.io.encode_png(tf.zeros((4, 5, 1), tf.uint8))).shape
+    TensorShape([4, 5, 3])
+    """
+    data = tf.io.read_file(raw) if is_path else raw
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+@dataclasses.dataclass(eq=False)
+class Split:
+    """One split of a dataset: the references to its images, and their decoder.
+
+    A split holds cheap references (file paths or encoded records), not
+    pixels, so `data.train_pipeline` can permute the references and decode
+    each image once, after the shuffle. Iterating a split decodes it in order.
+
+    Attributes:
+        references: a dataset of `(raw, label)` in the split's fixed order;
+            `raw` is a file path if `is_path`, else encoded image bytes.
+        size: the number of elements.
+        is_path: whether `raw` is a path to read.
+        load: `None`, or a function returning the references as `(raw,
+            labels)` NumPy arrays (in the same order) that fit in memory; then
+            the pipeline permutes them exactly. Its result is cached.
+        decode: a function of one `raw` string tensor to a uint8 `(H, W, 3)`
+            image tensor; default `decode_image`.
+
+    Example:
+
+    >>> from alexnet_keras.data.sources import open_dataset
+    >>> splits, info = open_dataset("folder:../shared/data/cifar10-mini")
+    >>> first = splits["train"].take(3)
+    >>> len(first), first.arrays()[1].tolist(), [int(y) for _, y in first]
+    (3, [0, 0, 0], [0, 0, 0])
+    """
+
+    references: tf.data.Dataset
+    size: int
+    is_path: bool
+    load: object = None
+    decode: object = None
+    _arrays: tuple = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.decode is None:
+            self.decode = functools.partial(decode_image, is_path=self.is_path)
+
+    def __len__(self):
+        return self.size
+
+    def arrays(self):
+        """`(raw, labels)` NumPy arrays, or `None` if the split is too big."""
+        if self.load is None:
+            return None
+        if self._arrays is None:
+            self._arrays = self.load()
+        return self._arrays
+
+    def dataset(self):
+        """The decoded `tf.data.Dataset` of `(image, label)`, in the split's order."""
+        ds = self.references.map(
+            lambda raw, label: (self.decode(raw), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if self.is_path:
+            # A file that passed the listing-time check may still fail to decode;
+            # dropping it beats ending a training run.
+            ds = ds.ignore_errors(log_warning=True)
+        return ds
+
+    def __iter__(self):
+        return iter(self.dataset())
+
+    def take(self, count):
+        """The first `count` elements (all for a negative `count`), still a `Split`.
+
+        The result keeps the in-memory references, so the pipelines treat it as
+        they treat a split of that size.
+        """
+        count = self.size if count < 0 else min(int(count), self.size)
+        references = self.references.take(count)
+
+        def load():
+            # The parent's arrays if it holds them; else read only the first `count`.
+            if self._arrays is not None:
+                return tuple(a[:count] for a in self._arrays)
+            return read_all(references)
+
+        return Split(references, count, self.is_path, load if self.load else None, self.decode)
+
+
+def read_all(references):
+    """Every `(raw, label)` of a references dataset, as NumPy arrays."""
+    raws, labels = [], []
+    for raw, label in references.batch(4096).as_numpy_iterator():
+        raws.append(raw.astype(object))
+        labels.append(label)
+    return np.concatenate(raws), np.concatenate(labels)
