@@ -9,10 +9,11 @@ rounds, batch 128, medians:
   `MaxPooling2D`/`AveragePooling2D(padding="same")` (the same output sizes for
   these nets; the average divides by the full window at the border, so it is
   not cuda-convnet's): what the faithful pooling costs;
-- trainer: what `alexnet-keras train --chm-layers` runs per step: the next
-  batch of cuda-convnet's CIFAR provider (mean-subtracted, in memory) through
-  `strategy.experimental_distribute_dataset`, the lr assignment, the
-  per-variable eps/decay factors and the reduced loss/accuracy.
+- trainer: what `alexnet-keras train --chm-layers` runs per step, through the
+  public API (`setups.cfg_setup`, `Trainer.distribute`, `Trainer.train_step`):
+  the next batch of cuda-convnet's CIFAR provider (mean-subtracted, in memory)
+  distributed over the replicas, the lr assignment, the per-variable
+  eps/decay factors and the reduced loss/accuracy.
 
 Usage:
     python benchmarks/bench_chm_train.py [--nets 80sec,18pct] [--rounds 3] [--steps 10]
@@ -33,12 +34,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_keras.cuda_convnet import update_rule as convnet_training
+from alexnet_keras.cuda_convnet.layers import ConvnetPool2D
 from alexnet_keras.data import pipelines as data
 from alexnet_keras.training import config as train_config
-from alexnet_keras.training import trainer as training
-from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
-from alexnet_keras.cuda_convnet.layers import ConvnetPool2D
+from alexnet_keras.training import setups
+from alexnet_keras.training.trainer import Trainer
 
 HERE = pathlib.Path(__file__).resolve().parent
 CFG = HERE.parents[1] / "shared/data/chm-release/example-layers"
@@ -77,31 +77,28 @@ def stock_twin(model):
 
 
 def trainer_step(net_name, dataset, batch, model_dir):
+    """The cfg net's model, and one step of `train --chm-layers`'s loop per call."""
     layers, params = CFG / f"layers-{net_name}.cfg", CFG / f"layer-params-{net_name}.cfg"
     config = train_config.resolve("train", {
         "dataset": dataset, "chm_layers": str(layers), "chm_params": str(params),
         "batch_size": batch, "model_dir": str(model_dir)})  # fmt: skip
-    splits, info = data.open_dataset(dataset, data_dir=config["data_dir"])
+    splits, info = data.open_dataset(dataset, data_dir=config.data_dir)
     strategy = tf.distribute.get_strategy()
-    model, _, net = convnet_training.build(layers, params, len(info.class_names), 0)
-    provider = MemoryProvider(splits, dataset, image_size=32, batch_size=batch)
-    factors = convnet_training.gradient_factors(model, net)
-    trainer = training.Trainer(config, strategy, model, factors, provider.train, provider.eval,
-                               provider.steps_per_epoch(), pathlib.Path(model_dir))  # fmt: skip
-    state = {"epoch": 0, "iterator": iter(trainer._distribute(provider.train(0))), "step": 0}
+    setup = setups.cfg_setup(config, strategy, splits, info)
+    trainer = Trainer(config, strategy, setup)
+    state = {"epoch": 0, "iterator": iter(trainer.distribute(setup.make_train(0))), "step": 0}
 
     def step():
         try:
-            x, y = next(state["iterator"])
+            batch_ = next(state["iterator"])
         except StopIteration:
             state["epoch"] += 1
-            state["iterator"] = iter(trainer._distribute(provider.train(state["epoch"])))
-            x, y = next(state["iterator"])
-        trainer.optimizer.learning_rate.assign(trainer.schedule(state["step"]))
-        [float(t) for t in trainer._train_step(x, y)]
+            state["iterator"] = iter(trainer.distribute(setup.make_train(state["epoch"])))
+            batch_ = next(state["iterator"])
+        trainer.train_step(batch_, state["step"])
         state["step"] += 1
 
-    return model, step
+    return setup.model, step
 
 
 def time_calls():

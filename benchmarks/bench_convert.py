@@ -1,10 +1,11 @@
 """Conversion speed and memory: full-size `bvlc_alexnet.npy` and `.caffemodel` -> `.weights.h5`.
 
 Writes a random full-size AlexNet (60,965,224 float32 values, 233 MB) in the
-releases' real byte formats: the `.npy` as Python 2 wrote it (a protocol-2
-pickle with BINSTRING array data, `tests/npy_files.py`) and the
-`.caffemodel` as Caffe's protobuf writer does (`tests/caffe_files.py`, both
-independent of the readers). Each conversion runs as the user runs it,
+releases' real byte formats: the `.npy` as caffe-tensorflow's Python 2 wrote
+it (a protocol-2 pickle with BINSTRING array data, through the package's
+public `caffe.npy.write_npy`) and the `.caffemodel` as Caffe's protobuf
+writer does (`tests/caffe_files.py`, the one real-format Caffe writer, kept
+independent of the readers and loaded here from its file). Each conversion runs as the user runs it,
 `python -m alexnet_keras convert SRC -o OUT`, in a fresh process; the table
 gives the median wall time and the child's peak RSS over `--repeats` runs,
 then an in-process breakdown of the stages (which one dominates).
@@ -14,6 +15,7 @@ Usage:
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -25,15 +27,13 @@ import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from alexnet_keras import registry
+from alexnet_keras.caffe import mapper
+from alexnet_keras.caffe.convert import read_source
+from alexnet_keras.caffe.npy import write_npy
+from alexnet_keras.weights import write_arrays
 
-from alexnet_keras import registry  # noqa: E402
-from alexnet_keras.caffe import mapper# noqa: E402
-from alexnet_keras.caffe.convert import read_source  # noqa: E402
-from alexnet_keras.weights import write_arrays  # noqa: E402
-from tests import caffe_files  # noqa: E402
-from tests.npy_files import keras_to_npy_dict, write_py2_npy  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 CAFFE_SHAPES = {
     "conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
@@ -67,10 +67,20 @@ def to_caffe_tensorflow(params):
     return out
 
 
+def caffe_writer():
+    """`tests/caffe_files.py` by its path (not through `sys.path`): Caffe's protobuf bytes."""
+    spec = importlib.util.spec_from_file_location("caffe_files", ROOT / "tests" / "caffe_files.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_fixtures(folder):
     params = random_params()
-    npy = write_py2_npy(folder / "bvlc_alexnet.npy", keras_to_npy_dict(to_caffe_tensorflow(params)))
+    npy = folder / "bvlc_alexnet.npy"
+    write_npy(npy, to_caffe_tensorflow(params))
     caffemodel = folder / "bvlc_alexnet.caffemodel"
+    caffe_files = caffe_writer()
     caffe_files.write_caffemodel(caffemodel, caffe_files.alexnet_layers(params))
     return {"npy": npy, "caffemodel": caffemodel}
 

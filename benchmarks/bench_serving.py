@@ -42,9 +42,9 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras import weights as weights_file
-from alexnet_keras.data.pipelines import preprocess_fn
+from alexnet_keras.preprocessing import class_labels, preprocess_fn
 from alexnet_keras.serving.export import export_model
-from alexnet_keras.serving.graph import ServingModule, class_labels
+from alexnet_keras.serving.graph import ServingModule
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenet-sample"

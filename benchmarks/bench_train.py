@@ -2,11 +2,12 @@
 
 The raw step is `bench_model.py`'s: one `tf.function` forward+backward+SGD on a
 fixed in-memory batch. The trainer step is what `alexnet-keras train` does per
-step: the next batch from the real input pipeline (JPEG decode, resize,
-random crop, flip, PCA lighting, preprocessing) through
-`strategy.experimental_distribute_dataset`, the learning-rate assignment, the
-`strategy.run` step with weight decay and lr multipliers, and the reduced
-loss/accuracy. Both alternate in rounds; the table gives medians.
+step, through the public `Trainer` API: the next batch of the setup's real
+input pipeline (`setups.alexnet_setup`: JPEG decode, resize, random crop,
+flip, PCA lighting, preprocessing) through `Trainer.distribute`, then
+`Trainer.train_step` (the learning-rate assignment, the `strategy.run` step
+with weight decay and lr multipliers, and the reduced loss/accuracy). Both
+alternate in rounds; the table gives medians.
 
 Usage:
     python benchmarks/bench_train.py [--batch 64] [--rounds 3] [--steps 5]
@@ -26,8 +27,8 @@ import tensorflow as tf
 
 from alexnet_keras.data import pipelines as data
 from alexnet_keras.training import config as train_config
-from alexnet_keras.training import setups as trainable
-from alexnet_keras.training import trainer as training
+from alexnet_keras.training import setups
+from alexnet_keras.training.trainer import Trainer
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -40,34 +41,26 @@ def bench_model():
 
 
 def trainer_steps(folder, batch, model_dir):
+    """One step of `alexnet-keras train`'s loop per call: `Trainer.distribute` + `train_step`."""
     config = train_config.resolve(
         "train",
         {"dataset": f"folder:{folder}", "batch_size": batch, "model_dir": str(model_dir),
          "input_size": 227, "variant": "bvlc"},
     )  # fmt: skip
     strategy = tf.distribute.get_strategy()
-    splits, info = data.open_dataset(config["dataset"], seed=0)
-    model, _, preprocessing, _ = trainable.build_model(config, len(info.class_names))
-
-    def make_train(epoch, skip):
-        return data.train_pipeline(splits["train"], input_size=227, batch_size=batch,
-                                   preprocessing=preprocessing, seed=0, epoch=epoch,
-                                   skip_batches=skip)  # fmt: skip
-
-    factors = trainable.gradient_factors(model, config, new_head=True)
-    trainer = training.Trainer(config, strategy, model, factors, make_train, None, 10**6,
-                               pathlib.Path(model_dir))  # fmt: skip
-    state = {"epoch": 0, "iterator": iter(trainer._distribute(make_train(0, 0))), "step": 0}
+    splits, info = data.open_dataset(config.dataset, seed=0)
+    setup = setups.alexnet_setup(config, strategy, splits, info)
+    trainer = Trainer(config, strategy, setup)
+    state = {"epoch": 0, "iterator": iter(trainer.distribute(setup.make_train(0, 0))), "step": 0}
 
     def step():
         try:
-            x, y = next(state["iterator"])
+            batch_ = next(state["iterator"])
         except StopIteration:
             state["epoch"] += 1
-            state["iterator"] = iter(trainer._distribute(make_train(state["epoch"], 0)))
-            x, y = next(state["iterator"])
-        trainer.optimizer.learning_rate.assign(trainer.schedule(state["step"]))
-        [float(t) for t in trainer._train_step(x, y)]
+            state["iterator"] = iter(trainer.distribute(setup.make_train(state["epoch"], 0)))
+            batch_ = next(state["iterator"])
+        trainer.train_step(batch_, state["step"])
         state["step"] += 1
 
     return step

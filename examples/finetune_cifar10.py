@@ -11,7 +11,7 @@ import argparse
 
 import alexnet_keras  # noqa: F401  (first: sets the TF environment)
 from alexnet_keras.training import config as train_config
-from alexnet_keras.training import trainer as training
+from alexnet_keras.training.run import run
 
 
 def main(argv=None):
@@ -37,7 +37,7 @@ def main(argv=None):
             "model_dir": args.model_dir,
         },
     )
-    result = training.run(config)
+    result = run(config)
     print(result["status"], result["metrics"], result["weights"])
     if result["weights"]:
         model = alexnet_keras.AlexNet(weights=result["weights"])

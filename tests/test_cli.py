@@ -83,3 +83,49 @@ def test_chm_summary_refuses_unsupported_layers_exit_2(runner, tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     missing = runner.invoke(cli, ["chm", "summary", str(tmp_path / "none.cfg")])
     assert missing.exit_code == 2 and "none.cfg" in missing.output
+
+
+def _help_lines(runner, command):
+    """`command --help` as {option: its help text}, unwrapped (one line per option)."""
+    result = runner.invoke(cli, [command, "--help"], terminal_width=400, max_content_width=400)
+    assert result.exit_code == 0, result.output
+    lines, name = {}, None
+    for line in result.output.split("Options:")[1].splitlines():
+        if line.strip().startswith("-"):  # an option; a long one has its help on the next line
+            name, _, text = line.strip().partition(" ")
+            lines[name] = text
+        elif name is not None:
+            lines[name] += " " + line.strip()
+    return lines
+
+
+def test_finetune_and_train_help_show_their_own_options_and_defaults(runner):
+    finetune, train = _help_lines(runner, "finetune"), _help_lines(runner, "train")
+    assert "[default: 0.001]" in finetune["--lr"] and "[default: 0.01]" in train["--lr"]
+    assert "[default: bvlc_alexnet]" in finetune["--weights"]
+    assert "default" not in train["--weights"]  # train starts from random weights
+    assert "[default: 10]" in finetune["--epochs"] and "[default: 90]" in train["--epochs"]
+    assert "[default: 64]" in finetune["--batch-size"] and "[default: 128]" in train["--batch-size"]
+    assert "[default: 10.0]" in finetune["--head-lr-mult"]
+    assert (
+        "[default: step]" in finetune["--schedule"] and "[default: plateau]" in train["--schedule"]
+    )
+    assert "[default: no-decay-biases]" in finetune["--decay-biases"]
+    assert "--chm-layers" in train and "--chm-params" in train
+    assert "--chm-layers" not in finetune and "--chm-params" not in finetune
+    assert set(finetune) | {"--chm-layers", "--chm-params"} == set(train)
+
+
+def test_an_option_not_given_keeps_the_config_files_value(runner, tmp_path, monkeypatch):
+    import alexnet_keras.training.config as train_config
+
+    seen = {}
+
+    def resolve(command, overrides, config_path=None):
+        seen.update(overrides)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(train_config, "resolve", resolve)
+    result = runner.invoke(cli, ["finetune", "--dataset", "x", "--config", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert seen["dataset"] == "x" and seen["lr"] is None and seen["decay_biases"] is None

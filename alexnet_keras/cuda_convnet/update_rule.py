@@ -32,18 +32,11 @@ _FIRST_DROP = re.compile(r"factor of ([\d.]+) after (\d+) epochs", re.I)
 _NEXT_DROP = re.compile(r"another factor of ([\d.]+) after (\d+) more epochs", re.I)
 
 
-def _read(layers_path, params_path):
-    from alexnet_keras.cuda_convnet.cfg_net import read_net
-
-    return read_net(layers_path, params_path)
-
-
-def recipe(layers_path, params_path):
+def recipe(net):
     """The run settings a params file implies: momentum, milestones, epochs.
 
     Args:
-        layers_path: the `layers-*.cfg`.
-        params_path: its `layer-params-*.cfg`.
+        net: a `ChmNet` read with its params file (`cfg_net.read_net(layers, params)`).
 
     Returns:
         `{"momentum", "schedule", "milestones", "gamma", "epochs"}`;
@@ -54,17 +47,20 @@ def recipe(layers_path, params_path):
 
     Example:
 
+    >>> from alexnet_keras.cuda_convnet.cfg_net import read_net
     >>> folder = "../shared/data/chm-release/example-layers/"
-    >>> r = recipe(folder + "layers-18pct.cfg", folder + "layer-params-18pct.cfg")
+    >>> r = recipe(read_net(folder + "layers-18pct.cfg", folder + "layer-params-18pct.cfg"))
     >>> r["milestones"], r["gamma"], r["epochs"], r["momentum"]
     ([120, 130], 0.1, 140, 0.9)
 
     Raises:
         ValueError: naming the file: weight layers with different momenta
             (the trainer has one), non-default `schedW`/`schedB`, a nonzero
-            `wball`, or a missing `epsW`/`epsB`/`momW`/`momB`.
+            `wball`, or a missing `epsW`/`epsB`/`momW`/`momB`; a net read
+            without its params file.
     """
-    net = _read(layers_path, params_path)
+    if net.config is None:
+        raise ValueError(f"{net.source}: read without its layer-params file, which training needs")
     config, source = net.config, net.config["source"]
     momenta = set()
     for name, entry in _weight_entries(net):
@@ -111,24 +107,31 @@ def _weight_entries(net):
             yield layer.name, net.config["layers"][layer.name]
 
 
-def build(layers_path, params_path, num_classes, seed):
-    """The cfg net's Keras model for training (logits out), the full model and the `ChmNet`.
+def build(net, num_classes, seed):
+    """The cfg net's Keras model for training (logits out) and the full model.
 
     The returned model ends at the input of the softmax the cost layer
     reads, so the trainer's cross-entropy works on logits; it shares its
-    layers with `chm_model.build_model(net)`, the full model (softmax out)
+    layers with `cfg_model.build_model(net)`, the full model (softmax out)
     whose weights the run saves.
+
+    Args:
+        net: the `ChmNet`, read with its params file.
+        num_classes: the dataset's classes; the net's outputs must match.
+        seed: for `init_weights`.
+
+    Returns:
+        `(model, full)`.
 
     Raises:
         ValueError: naming the file: the net's classes differ from the
             dataset's, the cost does not read a softmax, or anything
-            `chm_model.build_model` refuses.
+            `cfg_model.build_model` refuses.
     """
     import keras
 
     from alexnet_keras.cuda_convnet.cfg_model import build_model
 
-    net = _read(layers_path, params_path)
     full = build_model(net)
     probs = full.layers[-1]
     if not isinstance(probs, keras.layers.Activation) or probs.get_config()["activation"] != (
@@ -142,7 +145,7 @@ def build(layers_path, params_path, num_classes, seed):
         )
     model = keras.Model(full.input, probs.input, name=f"{full.name}_logits")
     init_weights(full, net, seed)
-    return model, full, net
+    return model, full
 
 
 def _input_sizes(net, layer):

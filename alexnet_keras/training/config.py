@@ -1,4 +1,4 @@
-"""The trainer's configuration: defaults per command, `--config` files, overrides, resume checks.
+"""The trainer's configuration: a typed, frozen `TrainConfig`, defaults per command, resume checks.
 
 A run's configuration is resolved in this order: the command's defaults
 (`finetune` or the paper's `train` recipe), then `--config FILE.yaml`, then
@@ -6,67 +6,133 @@ the options given on the command line. The result is written to
 `<model_dir>/config.yaml`. Running again in the same model dir resumes; the
 keys in `MUTABLE` may change between runs (e.g. more epochs), any other
 difference is an error that names it.
+
+A cfg run (`--chm-layers`/`--chm-params`) reads its cfg pair once, here:
+the parsed `ChmNet` travels in `TrainConfig.chm_net` to the setup that
+builds the net, and is not written to `config.yaml`.
 """
 
+import dataclasses
 import datetime
 import pathlib
+import types
 
 from alexnet_keras.training import config_file
-from alexnet_keras.variants import WEIGHTED_LAYERS
+from alexnet_keras.variants import WEIGHTED_LAYERS, check_input_size
 
-__all__ = ["DEFAULTS", "MUTABLE", "check_resume", "resolve"]
+__all__ = ["COMMAND_DEFAULTS", "MUTABLE", "OPTIONS", "TrainConfig", "check_resume", "defaults",
+           "resolve"]  # fmt: skip
 
-COMMON = {
-    "dataset": None,
-    "data_dir": None,
-    "weights": None,
-    "variant": None,
-    "input_size": None,
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 0.001,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "decay_biases": False,
-    "bias_lr_mult": 1.0,
-    "head_lr_mult": 1.0,
-    "lr_mults": {},
-    "schedule": "step",
-    "step_epochs": 30,
-    "gamma": 0.1,
-    "plateau_patience": 1,
-    "warmup_epochs": 0,
-    "freeze_backbone": False,
-    "trainable_from": None,
-    "mixed_precision": None,
-    "model_dir": None,
-    "checkpoint_every": 500,
-    "max_to_keep": 3,
-    "seed": 0,
-    "strategy": "auto",
-    "cpu_devices": 1,
-    "steps_per_epoch": None,
-    "eval_steps": None,
-    "cache_features": False,
-    "feature_layer": "fc7",
-    "cache_flip": True,
-    "strict_data": False,
-    "holdout": 0.1,
-    "pca_std": 0.1,
-    "ten_crop": False,
-    "log_every": 20,
-    "milestones": [],
-    "chm_layers": None,
-    "chm_params": None,
+CHOICES = {
+    "schedule": ("step", "plateau", "cosine", "constant"),
+    "mixed_precision": (None, "bf16", "fp16"),
+    "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
+    "feature_layer": ("fc7", "pool5"),
+    "variant": (None, "bvlc", "caffenet", "chm2012"),
+    "trainable_from": (None, *WEIGHTED_LAYERS),
+    "command": ("finetune", "train"),
 }
+POSITIVE = ("epochs", "batch_size", "checkpoint_every", "max_to_keep", "cpu_devices", "log_every")
+NON_NEGATIVE = ("lr", "momentum", "weight_decay", "gamma", "head_lr_mult", "bias_lr_mult")
 
-DEFAULTS = {
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The resolved configuration of one `finetune` or `train` run.
+
+    The field defaults are what both commands share; `COMMAND_DEFAULTS`
+    holds what differs, and `resolve` builds the config a command runs with.
+    Construction validates every value (one-line `ValueError`s), so
+    `dataclasses.replace` gives a checked config too. `as_dict()` is what
+    `config.yaml` holds.
+
+    Example:
+
+    >>> import dataclasses
+    >>> c = resolve("finetune", {"dataset": "cifar10", "model_dir": "runs/x"})
+    >>> c.lr, c.weights, c.head_lr_mult, c.epochs
+    (0.001, 'bvlc_alexnet', 10.0, 10)
+    >>> dataclasses.replace(c, epochs=20).epochs
+    20
+    """
+
+    dataset: str | None = None
+    data_dir: str | None = None
+    weights: str | None = None
+    variant: str | None = None
+    input_size: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    decay_biases: bool = False
+    bias_lr_mult: float = 1.0
+    head_lr_mult: float = 1.0
+    lr_mults: types.MappingProxyType | None = dataclasses.field(default_factory=dict)
+    schedule: str = "step"
+    step_epochs: int = 30
+    gamma: float = 0.1
+    plateau_patience: int = 1
+    warmup_epochs: float = 0
+    freeze_backbone: bool = False
+    trainable_from: str | None = None
+    mixed_precision: str | None = None
+    model_dir: str | None = None
+    checkpoint_every: int = 500
+    max_to_keep: int = 3
+    seed: int | None = 0
+    strategy: str = "auto"
+    cpu_devices: int = 1
+    steps_per_epoch: int | None = None
+    eval_steps: int | None = None
+    cache_features: bool = False
+    feature_layer: str = "fc7"
+    cache_flip: bool = True
+    strict_data: bool = False
+    holdout: float = 0.1
+    pca_std: float = 0.1
+    ten_crop: bool = False
+    log_every: int = 20
+    milestones: tuple = ()
+    chm_layers: str | None = None
+    chm_params: str | None = None
+    command: str = "finetune"
+    # The parsed cfg pair of a cfg run (`cuda_convnet.cfg_net.read_net`); not saved.
+    chm_net: object = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(
+                "`--dataset` is required (a TFDS name such as cifar10, or folder:PATH)"
+            )
+        _validate(self)
+        # Frozen all the way down: containers become read-only views.
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+        if self.lr_mults is not None:  # None (`lr_mults: null` in a file) stays as written
+            object.__setattr__(self, "lr_mults", types.MappingProxyType(dict(self.lr_mults)))
+
+    def as_dict(self):
+        """The keys and values `config.yaml` holds (the command last; no `chm_net`)."""
+        out = {}
+        for field in dataclasses.fields(self):
+            if field.name != "chm_net":
+                out[field.name] = getattr(self, field.name)
+        out["milestones"] = list(self.milestones)
+        out["lr_mults"] = None if self.lr_mults is None else dict(self.lr_mults)
+        return out
+
+
+_COMMON = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "chm_net"}
+_COMMON.update(lr_mults={}, milestones=[])
+
+COMMAND_DEFAULTS = {
     # Transfer learning: a pretrained backbone, a new head learning 10x faster.
-    "finetune": {**COMMON, "weights": "bvlc_alexnet", "epochs": 10, "batch_size": 64,
-                 "lr": 0.001, "head_lr_mult": 10.0, "schedule": "step", "step_epochs": 4},
+    "finetune": {"weights": "bvlc_alexnet", "epochs": 10, "batch_size": 64, "lr": 0.001,
+                 "head_lr_mult": 10.0, "schedule": "step", "step_epochs": 4},
     # Krizhevsky et al. 2012, section 5: batch 128, lr 0.01, momentum 0.9,
     # weight decay 5e-4, lr / 10 when the validation error stops improving, 90 epochs.
-    "train": {**COMMON, "weights": None, "epochs": 90, "batch_size": 128, "lr": 0.01,
+    "train": {"weights": None, "epochs": 90, "batch_size": 128, "lr": 0.01,
               "schedule": "plateau", "plateau_patience": 1},
 }  # fmt: skip
 
@@ -98,88 +164,145 @@ CHM_NOT_APPLICABLE = (
     "mixed_precision",
 )
 
+# The command-line options of `finetune` and `train`, in --help order: config key ->
+# (kind, help). The option is `--key-with-dashes`; its default is the command's own
+# (`defaults`); a kind is int, float, str, "flag", "flag pair" (--x/--no-x), "epochs"
+# (a comma list) or "choice" (`CHOICES[key]`).
+OPTIONS = {
+    "dataset": (str, "A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
+    "data_dir": (str, "The TFDS data dir (default: $TFDS_DATA_DIR)."),
+    "weights": (str, "Initial weights: a release name, a .weights.h5, or none."),
+    "variant": ("choice", "Default: the weights', else bvlc."),
+    "input_size": (int, "224..227; default: the weights'."),
+    "epochs": (int, ""),
+    "batch_size": (int, "The global batch, over all replicas."),
+    "lr": (float, "Base learning rate."),
+    "momentum": (float, ""),
+    "weight_decay": (float, ""),
+    "decay_biases": ("flag pair", "Caffe decays kernels only."),
+    "schedule": ("choice", ""),
+    "step_epochs": (int, "step schedule: epochs per /10."),
+    "milestones": ("epochs", "step schedule: x gamma at these epochs, e.g. 120,130."),
+    "gamma": (float, "The step / plateau factor."),
+    "warmup_epochs": (float, ""),
+    "head_lr_mult": (float, "Learning-rate multiplier of a new fc8."),
+    "freeze_backbone": ("flag", "Train fc6..fc8 only."),
+    "trainable_from": ("choice", "Freeze every layer below this one."),
+    "mixed_precision": ("choice", "Default: float32."),
+    "model_dir": (str, "Checkpoints, logs and weights; rerun to resume "
+                       "(default: runs/<dataset>-<timestamp>)."),
+    "checkpoint_every": (int, "Steps between checkpoints."),
+    "max_to_keep": (int, ""),
+    "seed": (int, ""),
+    "strategy": ("choice", ""),
+    "cpu_devices": (int, "Split the CPU into N logical devices."),
+    "steps_per_epoch": (int, "Cap the steps per epoch."),
+    "eval_steps": (int, "Cap the evaluation batches."),
+    "cache_features": ("flag", "Frozen backbone: compute features once, train the head on them."),
+    "feature_layer": ("choice", ""),
+    "cache_flip": ("flag pair", "Also cache the mirror images' features."),
+    "strict_data": ("flag", "A corrupt image is an error, not skipped."),
+    "ten_crop": ("flag", "Validate on ten crops."),
+    "log_every": (int, "Steps between progress lines."),
+    "chm_layers": (str, "A CHM layers-*.cfg to train instead of AlexNet."),
+    "chm_params": (str, "Its layer-params-*.cfg (lrs, momentum, decay)."),
+}  # fmt: skip
+TRAIN_ONLY = ("chm_layers", "chm_params")
+
 MUTABLE = {"epochs", "checkpoint_every", "max_to_keep", "log_every", "eval_steps", "strategy",
            "cpu_devices", "data_dir", "strict_data", "model_dir"}  # fmt: skip
 
-CHOICES = {
-    "schedule": ("step", "plateau", "cosine", "constant"),
-    "mixed_precision": (None, "bf16", "fp16"),
-    "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
-    "feature_layer": ("fc7", "pool5"),
-    "variant": (None, "bvlc", "caffenet", "chm2012"),
-    "trainable_from": (None, *WEIGHTED_LAYERS),
-}
-POSITIVE = ("epochs", "batch_size", "checkpoint_every", "max_to_keep", "cpu_devices", "log_every")
+
+def defaults(command):
+    """The defaults of `command` ("finetune" or "train"), key by key, before any file or option.
+
+    Example:
+
+    >>> defaults("train")["lr"], defaults("finetune")["lr"], defaults("train")["epochs"]
+    (0.01, 0.001, 90)
+    """
+    return {**_COMMON, **COMMAND_DEFAULTS[command], "command": command}
 
 
 def _validate(config):
     for key, choices in CHOICES.items():
-        if config[key] not in choices:
+        value = getattr(config, key)
+        if value not in choices:
             shown = ", ".join(str(c) for c in choices if c is not None)
-            raise ValueError(f"`{key}` must be one of {shown}. Received: {config[key]!r}")
+            raise ValueError(f"`{key}` must be one of {shown}. Received: {value!r}")
     for key in POSITIVE:
-        value = config[key]
+        value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{key}` must be a positive integer. Received: {value!r}")
-    for key in ("lr", "momentum", "weight_decay", "gamma", "head_lr_mult", "bias_lr_mult"):
-        if not isinstance(config[key], (int, float)) or config[key] < 0:
-            raise ValueError(f"`{key}` must be a non-negative number. Received: {config[key]!r}")
-    milestones = config["milestones"]
+    for key in NON_NEGATIVE:
+        value = getattr(config, key)
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"`{key}` must be a non-negative number. Received: {value!r}")
+    mults = config.lr_mults if config.lr_mults is not None else {}
+    if not hasattr(mults, "items") or any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) for v in mults.values()
+    ):
+        raise ValueError(f"`lr_mults` must map layer names to numbers. Received: {mults!r}")
+    milestones = config.milestones
     if (
-        not isinstance(milestones, list)
+        not isinstance(milestones, (list, tuple))
         or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones)
-        or milestones != sorted(set(milestones))
+        or list(milestones) != sorted(set(milestones))
     ):
         raise ValueError(
             f"`milestones` must be increasing positive epochs. Received: {milestones!r}"
         )
-    if config["input_size"] is not None and config["input_size"] not in (224, 225, 226, 227):
-        raise ValueError(
-            "`--input-size` must be 224..227 (AlexNet's fc6 needs a 6x6 pool5). "
-            f"Received: {config['input_size']}"
-        )
+    check_input_size(config.input_size)
 
 
 def resolve(command, overrides, config_path=None):
-    """The run's configuration as a dict.
+    """The run's configuration: the command's defaults, then the file, then the options.
 
     Args:
         command: "finetune" or "train".
         overrides: options given on the command line (None values are ignored).
         config_path: optional YAML file.
 
+    Returns:
+        A `TrainConfig`.
+
     Raises:
         ValueError: an unknown key in the file, or an invalid value.
+
+    Example:
+
+    >>> c = resolve("train", {"dataset": "imagenet2012", "model_dir": "runs/x"})
+    >>> c.batch_size, c.lr, c.schedule, c.epochs, c.weights
+    (128, 0.01, 'plateau', 90, None)
     """
-    config = dict(DEFAULTS[command])
+    config = defaults(command)
     loaded = {}
     if config_path is not None:
         loaded = config_file.load(config_path)
-        unknown = sorted(set(loaded) - set(config) - {"command"})
+        unknown = sorted(set(loaded) - set(config))
         if unknown:
             raise ValueError(f"{config_path}: unknown keys {', '.join(unknown)}")
         loaded = {k: v for k, v in loaded.items() if k != "command"}
     given = {**loaded, **{k: v for k, v in overrides.items() if v is not None}}
+    net = None
     if given.get("chm_layers") or given.get("chm_params"):
-        config.update(_chm_defaults(command, given))
+        cfg_defaults, net = _chm_defaults(command, given)
+        config.update(cfg_defaults)
     config.update(given)
     if isinstance(config["weights"], str) and config["weights"].lower() == "none":
         config["weights"] = None
     if config["freeze_backbone"] and config["trainable_from"] is None:
         config["trainable_from"] = "fc6"
-    if not isinstance(config["dataset"], str) or not config["dataset"]:
-        raise ValueError("`--dataset` is required (a TFDS name such as cifar10, or folder:PATH)")
-    if config["model_dir"] is None:
+    if config["model_dir"] is None and isinstance(config["dataset"], str) and config["dataset"]:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = config["dataset"].replace("folder:", "").rstrip("/").split("/")[-1] or "data"
         config["model_dir"] = str(pathlib.Path("runs") / f"{name}-{stamp}")
-    _validate(config)
-    config["command"] = command
-    return config
+    return TrainConfig(**config, chm_net=net)
 
 
 def _chm_defaults(command, given):
-    """A cfg run's defaults: `CHM_DEFAULTS`, then what the params file states."""
+    """A cfg run's defaults (`CHM_DEFAULTS`, then what the params file states) and its `ChmNet`."""
+    from alexnet_keras.cuda_convnet.cfg_net import read_net
     from alexnet_keras.cuda_convnet.update_rule import recipe
 
     if command != "train":
@@ -197,20 +320,28 @@ def _chm_defaults(command, given):
     for key in ("chm_layers", "chm_params"):
         if not pathlib.Path(given[key]).is_file():
             raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
-    r = recipe(given["chm_layers"], given["chm_params"])
+    net = read_net(given["chm_layers"], given["chm_params"])
+    r = recipe(net)
     out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],
                milestones=r["milestones"], schedule=r["schedule"])  # fmt: skip
     if r["epochs"]:
         out["epochs"] = r["epochs"]
-    return out
+    return out, net
 
 
 def check_resume(saved, config, model_dir):
-    """Raises if `config` differs from the run in `model_dir` in a key that must not change."""
+    """Raises if `config` differs from the run in `model_dir` in a key that must not change.
+
+    Args:
+        saved: the run's `config.yaml`, as `config_file.load` reads it.
+        config: the `TrainConfig` of this run.
+        model_dir: named in the error.
+    """
+    current = config.as_dict()
     differ = [
-        f"{key}: {saved.get(key)!r} -> {config.get(key)!r}"
-        for key in sorted(set(saved) | set(config))
-        if key not in MUTABLE and saved.get(key) != config.get(key)
+        f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+        for key in sorted(set(saved) | set(current))
+        if key not in MUTABLE and saved.get(key) != current.get(key)
     ]
     if differ:
         raise ValueError(

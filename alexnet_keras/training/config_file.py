@@ -72,7 +72,7 @@ def load(path):
     Example:
 
     >>> import os, tempfile
-    >>> from alexnet_keras import config_file
+    >>> from alexnet_keras.training import config_file
     >>> p = os.path.join(tempfile.mkdtemp(), "c.yaml")
     >>> _ = open(p, "w").write("epochs: 3  # short\\nlr_mults:\\n  fc8: 10\\n")
     >>> config_file.load(p)

@@ -1,51 +1,108 @@
-"""The model a run trains: initial weights, a new head, frozen layers, per-variable factors."""
+"""What a run trains: the model, its per-variable factors, its data and its saver, as a `Setup`.
 
-import os
+`alexnet_setup` builds AlexNet from its initial weights (a new head, frozen
+layers, Caffe's factors, the augmenting pipelines or cached features);
+`cfg_setup` builds a CHM cfg net from its parsed cfg pair, with
+cuda-convnet's update rule (`cuda_convnet.update_rule`) and CIFAR provider.
+`trainer.Trainer` runs either.
+"""
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
 
 from alexnet_keras.variants import WEIGHTED_LAYERS as WEIGHTED
 
-__all__ = ["WEIGHTED", "build_model", "freeze", "gradient_factors"]
+__all__ = ["WEIGHTED", "InitialModel", "Setup", "alexnet_setup", "build_model", "cfg_setup",
+           "freeze", "gradient_factors"]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Setup:
+    """Everything `trainer.Trainer` needs for one model.
+
+    Attributes:
+        model: the Keras model the loop trains; it outputs logits.
+        factors: per trainable variable of `model`, `(lr multiplier, L2 decay)`;
+            either may be an array broadcast over the kernel.
+        make_train: `make_train(epoch, skip_batches)` -> a batched `tf.data.Dataset`
+            of `(images, labels)`, a pure function of its arguments (resumable).
+        make_eval: `make_eval()` -> the batched evaluation dataset.
+        steps: batches per epoch.
+        save_weights: `save_weights(path, source)` writes the final weights file,
+            with metadata; returns its path.
+        notes: lines the driver logs before training.
+    """
+
+    model: object
+    factors: list
+    make_train: Callable
+    make_eval: Callable
+    steps: int
+    save_weights: Callable | None = None
+    notes: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InitialModel:
+    """AlexNet as a run starts it (`build_model`).
+
+    Attributes:
+        model: the Keras model (fc8 logits), its weights set.
+        weights_path: the weights file it started from, or None (random).
+        weights_meta: that file's metadata (`weights.read_metadata`), or None.
+        variant: the AlexNet variant.
+        input_size: the input side.
+        preprocessing: `{"color_order", "mean"}`, the weights' own or the variant's.
+        notes: lines for the log (a new head, what trains).
+    """
+
+    model: object
+    weights_path: str | None
+    weights_meta: dict | None
+    variant: str
+    input_size: int
+    preprocessing: dict
+    notes: tuple = ()
 
 
 def _weights_path(weights):
-    from alexnet_keras import registry
+    """The initial weights file as a str (it goes into the run's metadata), or None.
 
-    if weights is None:
-        return None
-    if not os.path.exists(weights) and weights in registry.release_names():
-        found = registry.converted_path(weights)
-        if found is None:
-            raise ValueError(
-                f"--weights {weights}: not converted yet. Run `alexnet-keras convert {weights}` "
-                f"(downloads and verifies the release) or `alexnet-keras convert FILE` on a "
-                f"downloaded copy, or pass --weights none to start from random weights"
-            )
-        return str(found)
-    if not os.path.isfile(weights):
-        raise ValueError(f"--weights {weights}: no such file or known release")
-    return weights
+    A release is downloaded, verified and converted like everywhere else
+    (`pretrained.resolve`); `--weights none` (None here) means random weights.
+    """
+    from alexnet_keras import pretrained
+
+    path = pretrained.resolve(weights)
+    return None if path is None else str(path)
 
 
 def build_model(config, num_classes):
-    """The Keras model (fc8 logits), the initial weights' metadata and the preprocessing."""
-    import alexnet_keras
-    from alexnet_keras import variants, weights
+    """AlexNet with `config.weights` loaded (a new fc8 if the classes differ), as an `InitialModel`.
 
-    path = _weights_path(config["weights"])
+    Raises:
+        ValueError: naming the weights file: another variant than
+            `config.variant`, or a layer of another shape.
+    """
+    from alexnet_keras import variants, weights
+    from alexnet_keras.model import AlexNet
+
+    path = _weights_path(config.weights)
     meta = weights.read_metadata(path) if path else None
-    variant = config["variant"] or (meta["variant"] if meta else "bvlc")
+    variant = config.variant or (meta["variant"] if meta else "bvlc")
     if meta and meta["variant"] != variant:
         raise ValueError(f"{path}: holds {meta['variant']} weights. Received: --variant {variant}")
     spec = variants.get_variant(variant)
-    size = config["input_size"] or (meta["input_size"] if meta else spec.default_size)
-    model = alexnet_keras.AlexNet(
+    size = config.input_size or (meta["input_size"] if meta else spec.default_size)
+    model = AlexNet(
         variant=variant,
         classes=num_classes,
         input_shape=(size, size, 3),
         classifier_activation=None,
     )
     notes = []
-    caffe_init(model, config["seed"], only=None if path is None else ("fc8",))
+    caffe_init(model, config.seed, only=None if path is None else ("fc8",))
     if path:
         arrays = weights.read_arrays(path)
         for name in WEIGHTED:
@@ -60,13 +117,21 @@ def build_model(config, num_classes):
             if got != want:
                 raise ValueError(f"{path}: layer '{name}' expects {want}. Received: {got}")
             layer.set_weights(arrays[name])
-        if config["trainable_from"] is None and meta["classes"] != num_classes:
+        if config.trainable_from is None and meta["classes"] != num_classes:
             notes.append("the whole network trains; pass --trainable-from fc8 for a linear probe")
     preprocessing = (meta or {}).get("preprocessing") or {
         "color_order": spec.color_order,
         "mean": list(spec.mean),
     }
-    return model, dict(path=path, meta=meta, variant=variant, input_size=size), preprocessing, notes
+    return InitialModel(
+        model=model,
+        weights_path=path,
+        weights_meta=meta,
+        variant=variant,
+        input_size=size,
+        preprocessing=preprocessing,
+        notes=tuple(notes),
+    )
 
 
 # BVLC's models/bvlc_alexnet/train_val.prototxt: gaussian weights (std 0.01, fc6 and
@@ -109,17 +174,141 @@ def _owner(variable):
 
 def gradient_factors(model, config, new_head):
     """Per trainable variable: (lr multiplier, weight decay), Caffe's lr_mult and decay_mult."""
-    mults = dict(config["lr_mults"] or {})
+    mults = dict(config.lr_mults or {})
     if new_head:
-        mults.setdefault("fc8", config["head_lr_mult"])
+        mults.setdefault("fc8", config.head_lr_mult)
     out = []
     for v in model.trainable_variables:
         layer, kind = _owner(v)
         is_bias = kind == "bias"
-        mult = float(mults.get(layer, 1.0)) * (config["bias_lr_mult"] if is_bias else 1.0)
-        decay = 0.0 if is_bias and not config["decay_biases"] else config["weight_decay"]
+        mult = float(mults.get(layer, 1.0)) * (config.bias_lr_mult if is_bias else 1.0)
+        decay = 0.0 if is_bias and not config.decay_biases else config.weight_decay
         out.append((mult, decay))
     return out
 
 
-# ----------------------------------------------------------------------------- the loop
+def alexnet_setup(config, strategy, splits, info):
+    """AlexNet: the model (or its head on cached features), factors, pipelines and saver.
+
+    Args:
+        config: the run's `TrainConfig`.
+        strategy: the variables are made in its scope.
+        splits, info: `data.open_dataset(config.dataset, ...)`.
+
+    Returns:
+        A `Setup`.
+
+    Raises:
+        ValueError: a new head (other classes than the weights') that
+            `lr_mults` freezes, and what `build_model` refuses.
+    """
+    from alexnet_keras import weights
+    from alexnet_keras.data import pipelines as data
+
+    classes = len(info.class_names)
+    with strategy.scope():
+        init = build_model(config, classes)
+        freeze(init.model, config.trainable_from)
+    meta = init.weights_meta
+    new_head = meta is None or meta["classes"] != classes
+    if new_head and meta is not None and (config.lr_mults or {}).get("fc8", 1) == 0:
+        raise ValueError(
+            f"{init.weights_path}: has {meta['classes']} classes and {config.dataset} has "
+            f"{classes}, so fc8 starts from random weights and must train; lr_mults freezes it"
+        )
+    size, batch, preprocessing = init.input_size, config.batch_size, init.preprocessing
+    if config.cache_features:
+        from alexnet_keras.training.feature_cache import head_trainer_inputs
+
+        train_model, make_train, make_eval, steps = head_trainer_inputs(
+            config, strategy, init.model, splits, info, size, preprocessing,
+            pathlib.Path(config.model_dir),
+        )  # fmt: skip
+    else:
+        train_model = init.model
+        steps = info.num_examples["train"] // batch
+
+        def make_train(epoch, skip):
+            return data.train_pipeline(
+                splits["train"], input_size=size, batch_size=batch, preprocessing=preprocessing,
+                seed=config.seed, epoch=epoch, skip_batches=skip, pca_std=config.pca_std,
+            )  # fmt: skip
+
+        def make_eval():
+            return data.eval_pipeline(
+                splits["eval"], input_size=size, batch_size=batch, preprocessing=preprocessing,
+                ten_crop=config.ten_crop,
+            )  # fmt: skip
+
+    def save_weights(path, source):
+        source = {**source, "initial_weights": init.weights_path}
+        return weights.save_weights(
+            init.model, path, variant=init.variant, class_names=list(info.class_names),
+            preprocessing=preprocessing, source=source,
+        )  # fmt: skip
+
+    return Setup(model=train_model, factors=gradient_factors(train_model, config, new_head),
+                 make_train=make_train, make_eval=make_eval, steps=steps,
+                 save_weights=save_weights, notes=init.notes)  # fmt: skip
+
+
+def cfg_setup(config, strategy, splits, info):
+    """A CHM cfg net: its model, the params file's factors, cuda-convnet's provider, the saver.
+
+    The net is `config.chm_net`, the cfg pair `resolve` read; a config made
+    without it reads the pair here.
+
+    Args:
+        config: the run's `TrainConfig`, with `chm_layers` and `chm_params`.
+        strategy: the variables are made in its scope.
+        splits, info: `data.open_dataset(config.dataset, ...)`.
+
+    Returns:
+        A `Setup`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.data.pipelines import open_dataset
+    >>> from alexnet_keras.training.config import resolve
+    >>> cfg = "../shared/data/chm-release/example-layers/"
+    >>> config = resolve("train", {"dataset": "folder:../shared/data/cifar10-mini",
+    ...                            "chm_layers": cfg + "layers-80sec.cfg",
+    ...                            "chm_params": cfg + "layer-params-80sec.cfg",
+    ...                            "model_dir": "runs/example"})
+    >>> splits, info = open_dataset(config.dataset)
+    >>> setup = cfg_setup(config, tf.distribute.get_strategy(), splits, info)
+    >>> setup.model.output_shape, setup.steps, setup.factors[0]  # conv1: epsW, wc
+    ((None, 10), 1, (0.001, 0.004))
+    """
+    from alexnet_keras.cuda_convnet import update_rule
+    from alexnet_keras.cuda_convnet.cfg_net import read_net
+    from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
+    from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
+
+    net = config.chm_net or read_net(config.chm_layers, config.chm_params)
+    with strategy.scope():
+        model, full = update_rule.build(net, len(info.class_names), config.seed)
+    c, size, _ = net.image_shape
+    provider = MemoryProvider(splits, config.dataset, image_size=size, channels=c,
+                              batch_size=config.batch_size, seed=config.seed)  # fmt: skip
+    notes = list(net.notes)
+    if config.milestones:  # as `recipe` read them from the params file, or --milestones
+        epochs = ", ".join(map(str, config.milestones))
+        notes.append(f"{config.chm_params}: lr x{config.gamma:g} after epochs {epochs}, "
+                     f"{config.epochs} epochs")  # fmt: skip
+    notes.append(f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean "
+                 f"of {provider.num_train} training images, no crop, no flip")  # fmt: skip
+
+    def save_weights(path, source):
+        arrays = {layer.name: full.get_layer(layer.name).get_weights()
+                  for layer in net.layers if layer.type in ("conv", "fc")}  # fmt: skip
+        mean = provider.mean.transpose(2, 0, 1)  # CHW, as batches.meta holds it
+        return save_mirror_weights(
+            net, arrays, path, class_names=list(info.class_names), mean=mean, source=source
+        )
+
+    return Setup(model=model, factors=update_rule.gradient_factors(model, net),
+                 make_train=provider.train, make_eval=provider.eval,
+                 steps=provider.steps_per_epoch(), save_weights=save_weights,
+                 notes=tuple(notes))  # fmt: skip

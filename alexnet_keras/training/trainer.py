@@ -1,4 +1,4 @@
-"""The trainer: one custom loop for every `tf.distribute` strategy.
+"""The trainer: the loop (`Trainer`), one custom loop for every `tf.distribute` strategy.
 
 Keras 3 `fit` fails under `MultiWorkerMirroredStrategy` (keras#20585), so
 fine-tuning and training run one loop everywhere: `strategy.run` per step,
@@ -11,63 +11,34 @@ per-replica losses scaled by the global batch, metrics summed across replicas.
   within the epoch) every N steps and at each epoch's end. Running the same
   command again resumes exactly: the input pipeline is a pure function of
   (seed, epoch, index), so the resumed run sees the batches it would have.
-  SIGTERM / SIGINT save a checkpoint and end the run cleanly.
-- Logs: a progress line, `metrics.csv`, TensorBoard events, `config.yaml`.
-- `cache_features`: with a frozen backbone, fc7 (or pool5) features are
-  computed once and the head trains on them.
+  SIGTERM / SIGINT (turned into a flag by `run`) save a checkpoint and end
+  the run cleanly.
+- Logs: a progress line, `metrics.csv`, TensorBoard events.
+
+`run.run` is the driver that builds what the loop needs (`setups.Setup`);
+`Trainer.distribute` and `Trainer.train_step` are the loop's own step, public
+so that `benchmarks/bench_train.py` times exactly what a run does.
 """
 
 import csv
 import logging
 import math
-import os
 import pathlib
-import signal
-import sys
 import time
 
 import numpy as np
 
-from alexnet_keras.training import config_file
-from alexnet_keras.training import config as train_config
-from alexnet_keras.training.checkpoints import Checkpoints, is_chief
+from alexnet_keras.progress import Progress
+from alexnet_keras.training.checkpoints import Checkpoints
 from alexnet_keras.training.schedules import Schedule
-from alexnet_keras.training.strategies import make_strategy
-from alexnet_keras.training.setups import build_model, freeze, gradient_factors
 
-__all__ = ["DivergedError", "run"]
+__all__ = ["DivergedError", "Trainer"]
 
 log = logging.getLogger("alexnet_keras")
 
 
-# ----------------------------------------------------------------------------- setup
-
-
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class _Stop:
-    """Turns SIGTERM / SIGINT into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.requested = None
-
-    def __enter__(self):
-        self.previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self.previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
 
 def _scalar(tag, value):
@@ -79,42 +50,62 @@ def _scalar(tag, value):
     tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=meta.SerializeToString())
 
 
-def _progress(epoch, epochs, step, steps, loss, acc, rate, eta):
-    line = (
-        f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss:.4f} acc {acc:.3f} "
-        f"{rate:.1f} img/s ETA {eta / 60:.1f} min"
-    )
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + line + " " * 4)
-    else:
-        sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
 class Trainer:
-    """Runs the loop for one model on dataset callables; used by `run`."""
+    """The training loop for one `setups.Setup` under one `tf.distribute` strategy.
 
-    def __init__(self, config, strategy, model, factors, make_train, make_eval, steps, out):
+    Args:
+        config: the run's `TrainConfig` (rates, schedule, checkpoints, logging).
+        strategy: the `tf.distribute` strategy the setup's model was built under.
+        setup: the model, its per-variable factors, the dataset callables and
+            the steps per epoch (`setups.alexnet_setup` / `setups.cfg_setup`).
+
+    `fit` runs the epochs, resuming from the newest checkpoint in
+    `config.model_dir`. `distribute` and `train_step` are one step of it:
+
+        batches = iter(trainer.distribute(setup.make_train(epoch, 0)))
+        loss_sum, correct, count = trainer.train_step(next(batches), global_step)
+
+    Example:
+
+    >>> import tempfile
+    >>> import keras, tensorflow as tf
+    >>> from alexnet_keras.training import config as train_config, setups
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (tf.random.normal((8, 4)), tf.constant([0, 1] * 4))).batch(4)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc8")])
+    >>> config = train_config.resolve("train", {"dataset": "toy", "weights": "none",
+    ...                                         "model_dir": tempfile.mkdtemp()})
+    >>> setup = setups.Setup(model=model, factors=[(1.0, None), (1.0, None)],
+    ...                      make_train=lambda epoch, skip: data.skip(skip),
+    ...                      make_eval=lambda: data, steps=2)
+    >>> trainer = Trainer(config, tf.distribute.get_strategy(), setup)
+    >>> batch = next(iter(trainer.distribute(setup.make_train(0, 0))))
+    >>> loss_sum, correct, count = trainer.train_step(batch, global_step=0)
+    >>> float(count)
+    4.0
+    """
+
+    def __init__(self, config, strategy, setup):
         import keras
         import tensorflow as tf
 
-        self.c, self.strategy, self.model, self.out = config, strategy, model, out
-        self.make_train, self.make_eval, self.steps = make_train, make_eval, steps
-        self.schedule = Schedule(config, steps)
+        model = setup.model
+        self.config, self.strategy, self.setup, self.model = config, strategy, setup, model
+        self.make_train, self.make_eval, self.steps = setup.make_train, setup.make_eval, setup.steps
+        self.out = pathlib.Path(config.model_dir)
+        self.schedule = Schedule(config, setup.steps)
         with strategy.scope():
-            optimizer = keras.optimizers.SGD(
-                learning_rate=config["lr"], momentum=config["momentum"]
-            )
-            if config["mixed_precision"] == "fp16":
+            optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
+            if config.mixed_precision == "fp16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)
         self.optimizer = optimizer
         # A zero decay skips the add; factors may be arrays (per-input cfg layers).
-        self.factors = [(mult, decay if np.any(decay) else None) for mult, decay in factors]
+        self.factors = [(mult, decay if np.any(decay) else None) for mult, decay in setup.factors]
         self.checkpoints = Checkpoints(
-            strategy, model, optimizer, config["model_dir"], config["max_to_keep"]
+            strategy, model, optimizer, config.model_dir, config.max_to_keep
         )
-        self.global_batch = config["batch_size"]
+        self.global_batch = config.batch_size
         self._tf = tf
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
@@ -124,7 +115,7 @@ class Trainer:
         import tensorflow as tf
 
         model, opt, factors, strategy = self.model, self.optimizer, self.factors, self.strategy
-        fp16 = self.c["mixed_precision"] == "fp16"
+        fp16 = self.config.mixed_precision == "fp16"
 
         def step_fn(x, y):
             with tf.GradientTape() as tape:
@@ -160,15 +151,16 @@ class Trainer:
     def _make_eval_step(self):
         import tensorflow as tf
 
+        from alexnet_keras.data.pipelines import average_crops
+
         model, strategy = self.model, self.strategy
 
         def step_fn(x, y):
             y = tf.cast(y, tf.int32)
             if x.shape.rank == 5:  # ten crops: average the probabilities (Caffe's oversample)
-                shape = tf.shape(x)
-                flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
-                probs = tf.nn.softmax(tf.cast(model(flat, training=False), tf.float32))
-                probs = tf.reduce_mean(tf.reshape(probs, [shape[0], shape[1], -1]), axis=1)
+                probs = average_crops(
+                    lambda v: tf.nn.softmax(tf.cast(model(v, training=False), tf.float32)), x
+                )
             else:
                 probs = tf.nn.softmax(tf.cast(model(x, training=False), tf.float32))
             loss = -tf.math.log(tf.gather(probs, y, batch_dims=1) + 1e-12)
@@ -184,7 +176,8 @@ class Trainer:
 
         return eval_step
 
-    def _distribute(self, ds):
+    def distribute(self, ds):
+        """`ds` split over the strategy's replicas (auto-sharded by data across workers)."""
         tf = self._tf
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
@@ -192,76 +185,129 @@ class Trainer:
         )
         return self.strategy.experimental_distribute_dataset(ds.with_options(options))
 
+    def train_step(self, batch, global_step):
+        """One optimisation step on `batch` at the learning rate of step `global_step`.
+
+        Args:
+            batch: `(images, labels)`, an element of `distribute(...)`.
+            global_step: the steps done before this one (sets the schedule's rate).
+
+        Returns:
+            float64 `[loss summed over the batch, correct predictions, examples]`,
+            summed over the replicas.
+
+        Raises:
+            DivergedError: the loss is NaN or infinite.
+        """
+        self.optimizer.learning_rate.assign(self.schedule(global_step))
+        x, y = batch
+        values = np.array([float(t) for t in self._train_step(x, y)])
+        if not math.isfinite(values[0]):
+            raise DivergedError(
+                f"training diverged at step {global_step + 1}: the loss is "
+                f"{values[0]}; lower --lr (now {self.schedule(global_step):g}). "
+                f"The last good checkpoint in {self.checkpoints.folder} is kept"
+            )
+        return values
+
     def evaluate(self):
+        """`{"val_loss", "val_top1", "val_top5"}` on the eval set, `config.eval_steps` batches."""
         totals = np.zeros(4)
-        for i, (x, y) in enumerate(self._distribute(self.make_eval())):
-            if self.c["eval_steps"] and i >= self.c["eval_steps"]:
+        for i, (x, y) in enumerate(self.distribute(self.make_eval())):
+            if self.config.eval_steps and i >= self.config.eval_steps:
                 break
             totals += [float(t) for t in self._eval_step(x, y)]
         n = max(totals[3], 1)
         return {"val_loss": totals[0] / n, "val_top1": totals[1] / n, "val_top5": totals[2] / n}
 
     def fit(self, stop):
-        c, tf = self.c, self._tf
-        state = self.checkpoints.restore()
-        if state is not None:
-            self.schedule.load(state["schedule"])
-            log.info(
-                "resuming from %s: epoch %d, step %d",
-                self.checkpoints.manager.latest_checkpoint,
-                state["epoch"] + 1,
-                state["step_in_epoch"],
-            )
-        state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+        """Trains to `config.epochs`, from the newest checkpoint if there is one.
+
+        Args:
+            stop: an object whose `requested` becomes true (the signal's name)
+                when the run must end; checked after each step.
+
+        Returns:
+            `"finished"`, or `"interrupted"` after saving a checkpoint.
+        """
+        c = self.config
+        state = self._restore()
+        per_epoch = self.steps * c.batch_size
+        done = state["epoch"] * per_epoch + state["step_in_epoch"] * c.batch_size
+        meter = Progress(c.epochs * per_epoch, label="train", unit="img", interval=0, start=done)
+        tf = self._tf
         writer = (
             tf.summary.create_file_writer(str(self.out / "tensorboard")) if self.chief else None
         )
-        while state["epoch"] < c["epochs"]:
-            epoch, start_step = state["epoch"], state["step_in_epoch"]
-            sums, seen, began = np.zeros(3), 0, time.perf_counter()
-            batches = self._distribute(self.make_train(epoch, start_step))
-            for step, (x, y) in enumerate(batches, start=start_step):
-                if step >= self.steps:
-                    break
-                self.optimizer.learning_rate.assign(self.schedule(state["global_step"]))
-                values = [float(t) for t in self._train_step(x, y)]
-                if not math.isfinite(values[0]):
-                    raise DivergedError(
-                        f"training diverged at step {state['global_step'] + 1}: the loss is "
-                        f"{values[0]}; lower --lr (now {self.schedule(state['global_step']):g}). "
-                        f"The last good checkpoint in {self.checkpoints.folder} is kept"
-                    )
-                sums += values
-                state.update(step_in_epoch=step + 1, global_step=state["global_step"] + 1)
-                seen += c["batch_size"]
-                if (step + 1) % c["log_every"] == 0 or step + 1 == self.steps:
-                    rate = seen / (time.perf_counter() - began)
-                    left = self.steps - step - 1 + (c["epochs"] - epoch - 1) * self.steps
-                    _progress(epoch, c["epochs"], step + 1, self.steps, sums[0] / sums[2],
-                              sums[1] / sums[2], rate, left * c["batch_size"] / rate)  # fmt: skip
-                    if writer is not None:
-                        with writer.as_default(step=state["global_step"]):
-                            _scalar("train/loss", sums[0] / sums[2])
-                            _scalar("train/accuracy", sums[1] / sums[2])
-                            _scalar("train/lr", self.schedule(state["global_step"]))
-                if stop.requested:
-                    self._save(state)
-                    log.warning("%s: checkpoint saved at step %d; exiting", stop.requested,
-                                state["global_step"])  # fmt: skip
-                    return "interrupted"
-                if state["global_step"] % c["checkpoint_every"] == 0:
-                    self._save(state)
-            metrics = self.evaluate()
-            self.schedule.end_epoch(metrics["val_top1"])
-            seconds = time.perf_counter() - began
-            row = {"epoch": epoch + 1, "step": state["global_step"],
-                   "lr": self.schedule(state["global_step"] - 1),
-                   "train_loss": sums[0] / max(sums[2], 1), "train_acc": sums[1] / max(sums[2], 1),
-                   **metrics, "seconds": seconds, "img_per_s": seen / seconds}  # fmt: skip
-            self._log_epoch(row, writer)
-            state.update(epoch=epoch + 1, step_in_epoch=0)
-            self._save(state)
+        while state["epoch"] < c.epochs:
+            began = time.perf_counter()
+            trained = self._train_epoch(state, stop, meter, writer)
+            if trained is None:
+                return "interrupted"
+            self._end_epoch(state, *trained, time.perf_counter() - began, writer)
         return "finished"
+
+    def _restore(self):
+        state = self.checkpoints.restore()
+        if state is None:
+            return {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+        self.schedule.load(state["schedule"])
+        log.info(
+            "resuming from %s: epoch %d, step %d",
+            self.checkpoints.manager.latest_checkpoint,
+            state["epoch"] + 1,
+            state["step_in_epoch"],
+        )
+        return state
+
+    def _train_epoch(self, state, stop, meter, writer):
+        """The rest of `state["epoch"]`: `(loss, correct, count sums, images seen)`, or None
+        when `stop` ended it (after saving a checkpoint)."""
+        c = self.config
+        epoch, start_step = state["epoch"], state["step_in_epoch"]
+        sums, seen = np.zeros(3), 0
+        batches = self.distribute(self.make_train(epoch, start_step))
+        for step, batch in enumerate(batches, start=start_step):
+            if step >= self.steps:
+                break
+            sums += self.train_step(batch, state["global_step"])
+            state.update(step_in_epoch=step + 1, global_step=state["global_step"] + 1)
+            seen += c.batch_size
+            if (step + 1) % c.log_every == 0 or step + 1 == self.steps:
+                self._log_step(state, sums, meter, writer)
+            if stop.requested:
+                self._save(state)
+                log.warning("%s: checkpoint saved at step %d; exiting", stop.requested,
+                            state["global_step"])  # fmt: skip
+                return None
+            if state["global_step"] % c.checkpoint_every == 0:
+                self._save(state)
+        return sums, seen
+
+    def _log_step(self, state, sums, meter, writer):
+        c, epoch, step = self.config, state["epoch"], state["step_in_epoch"]
+        per_epoch = self.steps * c.batch_size
+        meter.update(epoch * per_epoch + step * c.batch_size,
+                     f"epoch {epoch + 1}/{c.epochs} step {step}/{self.steps} "
+                     f"loss {sums[0] / sums[2]:.4f} acc {sums[1] / sums[2]:.3f}",
+                     final=step == self.steps)  # fmt: skip
+        if writer is not None:
+            with writer.as_default(step=state["global_step"]):
+                _scalar("train/loss", sums[0] / sums[2])
+                _scalar("train/accuracy", sums[1] / sums[2])
+                _scalar("train/lr", self.schedule(state["global_step"]))
+
+    def _end_epoch(self, state, sums, seen, seconds, writer):
+        """Evaluates, steps the plateau schedule, logs the epoch's row and saves a checkpoint."""
+        metrics = self.evaluate()
+        self.schedule.end_epoch(metrics["val_top1"])
+        row = {"epoch": state["epoch"] + 1, "step": state["global_step"],
+               "lr": self.schedule(state["global_step"] - 1),
+               "train_loss": sums[0] / max(sums[2], 1), "train_acc": sums[1] / max(sums[2], 1),
+               **metrics, "seconds": seconds, "img_per_s": seen / seconds}  # fmt: skip
+        self._log_epoch(row, writer)
+        state.update(epoch=state["epoch"] + 1, step_in_epoch=0)
+        self._save(state)
 
     @property
     def chief(self):
@@ -271,8 +317,6 @@ class Trainer:
         self.checkpoints.save({**state, "schedule": self.schedule.state()})
 
     def _log_epoch(self, row, writer):
-        if sys.stderr.isatty():
-            sys.stderr.write("\n")
         log.info(
             "epoch %d: train loss %.4f acc %.3f | val loss %.4f top-1 %.4f top-5 %.4f | %.0f s",
             row["epoch"], row["train_loss"], row["train_acc"], row["val_loss"], row["val_top1"],
@@ -291,168 +335,3 @@ class Trainer:
             for key in ("val_loss", "val_top1", "val_top5"):
                 _scalar(key.replace("_", "/", 1), row[key])
         writer.flush()
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-def _prepare_model_dir(config):
-    out = pathlib.Path(config["model_dir"])
-    saved_path = out / "config.yaml"
-    if saved_path.exists():
-        train_config.check_resume(config_file.load(saved_path), config, out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def run(config):
-    """Trains or fine-tunes as `config` (from `train_config.resolve`) says.
-
-    Returns:
-        `{"status": "finished" | "interrupted", "model_dir", "weights", "metrics"}`.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    policy = keras.mixed_precision.global_policy()
-    try:
-        return _run(config)
-    finally:  # the policy is process-wide; leave the caller's in place
-        keras.mixed_precision.set_global_policy(policy)
-
-
-def _run(config):
-    import keras
-    import tensorflow as tf
-
-    from alexnet_keras.data import pipelines as data
-
-    out = _prepare_model_dir(config)
-    strategy = make_strategy(config["strategy"], config["cpu_devices"])
-    if config["seed"] is not None:
-        keras.utils.set_random_seed(config["seed"])
-        tf.config.experimental.enable_op_determinism()
-    if config["mixed_precision"]:
-        keras.mixed_precision.set_global_policy(
-            {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[config["mixed_precision"]]
-        )
-    splits, info = data.open_dataset(
-        config["dataset"],
-        data_dir=config["data_dir"],
-        seed=config["seed"],
-        strict=config["strict_data"],
-        holdout=config["holdout"],
-    )
-    log.info("%s", data.dataset_summary(info))
-    parts = _chm_parts if config.get("chm_layers") else _alexnet_parts
-    run = parts(config, strategy, splits, info, out)
-    for note in run["notes"]:
-        log.info("%s", note)
-    if is_chief(strategy):
-        text = config_file.dump(config, header=f"alexnet-keras {config['command']}: resolved")
-        (out / "config.yaml").write_text(text)
-    steps = run["steps"]
-    if config["steps_per_epoch"]:
-        steps = min(steps, config["steps_per_epoch"]) if steps else config["steps_per_epoch"]
-    if steps < 1:
-        raise ValueError(
-            f"{config['dataset']}: {info.num_examples['train']} training images make no batch "
-            f"of {config['batch_size']}; lower --batch-size"
-        )
-    trainer = Trainer(config, strategy, run["model"], run["factors"], run["make_train"],
-                      run["make_eval"], steps, out)  # fmt: skip
-    with _Stop() as stop:
-        status = trainer.fit(stop)
-    result = {"status": status, "model_dir": str(out), "weights": None, "metrics": None}
-    if status == "finished" and trainer.chief:
-        source = {"trained_by": f"alexnet-keras {config['command']}", "dataset": config["dataset"],
-                  "initial_weights": config["weights"], "model_dir": str(out)}  # fmt: skip
-        result["weights"] = str(run["save"](out / "model.weights.h5", source))
-    rows = list(csv.DictReader(open(out / "metrics.csv"))) if (out / "metrics.csv").exists() else []
-    result["metrics"] = rows[-1] if rows else None
-    return result
-
-
-def _alexnet_parts(config, strategy, splits, info, out):
-    """AlexNet: the model, its factors, the augmenting pipelines and the saver."""
-    from alexnet_keras import weights
-    from alexnet_keras.data import pipelines as data
-
-    classes = len(info.class_names)
-    with strategy.scope():
-        model, init, preprocessing, notes = build_model(config, classes)
-        freeze(model, config["trainable_from"])
-    new_head = init["meta"] is None or init["meta"]["classes"] != classes
-    if new_head and init["meta"] is not None and (config["lr_mults"] or {}).get("fc8", 1) == 0:
-        raise ValueError(
-            f"{init['path']}: has {init['meta']['classes']} classes and {config['dataset']} has "
-            f"{classes}, so fc8 starts from random weights and must train; lr_mults freezes it"
-        )
-    size, batch = init["input_size"], config["batch_size"]
-    if config["cache_features"]:
-        from alexnet_keras.training.feature_cache import head_trainer_inputs
-
-        train_model, make_train, make_eval, steps = head_trainer_inputs(
-            config, strategy, model, splits, info, size, preprocessing, out
-        )
-    else:
-        train_model = model
-        steps = info.num_examples["train"] // batch
-
-        def make_train(epoch, skip):
-            return data.train_pipeline(
-                splits["train"], input_size=size, batch_size=batch, preprocessing=preprocessing,
-                seed=config["seed"], epoch=epoch, skip_batches=skip, pca_std=config["pca_std"],
-            )  # fmt: skip
-
-        def make_eval():
-            return data.eval_pipeline(
-                splits["eval"], input_size=size, batch_size=batch, preprocessing=preprocessing,
-                ten_crop=config["ten_crop"],
-            )  # fmt: skip
-
-    def save(path, source):
-        source = {**source, "initial_weights": init["path"]}
-        return weights.save_weights(
-            model, path, variant=init["variant"], class_names=list(info.class_names),
-            preprocessing=preprocessing, source=source,
-        )  # fmt: skip
-
-    factors = gradient_factors(train_model, config, new_head)
-    return dict(model=train_model, factors=factors, make_train=make_train, make_eval=make_eval,
-                steps=steps, save=save, notes=notes)  # fmt: skip
-
-
-def _chm_parts(config, strategy, splits, info, out):
-    """A cfg net: its model, the params file's factors, cuda-convnet's provider, the saver."""
-    from alexnet_keras.cuda_convnet import update_rule as convnet_training
-    from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
-    from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
-
-    layers, params = config["chm_layers"], config["chm_params"]
-    with strategy.scope():
-        model, full, net = convnet_training.build(
-            layers, params, len(info.class_names), config["seed"]
-        )
-    c, size, _ = net.image_shape
-    provider = MemoryProvider(splits, config["dataset"], image_size=size, channels=c,
-                              batch_size=config["batch_size"], seed=config["seed"])  # fmt: skip
-    notes = list(net.notes)
-    if config["milestones"]:  # as `recipe` read them from the params file, or --milestones
-        epochs = ", ".join(map(str, config["milestones"]))
-        notes.append(f"{params}: lr x{config['gamma']:g} after epochs {epochs}, "
-                     f"{config['epochs']} epochs")  # fmt: skip
-    notes.append(f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean "
-                 f"of {provider.num_train} training images, no crop, no flip")  # fmt: skip
-
-    def save(path, source):
-        arrays = {layer.name: full.get_layer(layer.name).get_weights()
-                  for layer in net.layers if layer.type in ("conv", "fc")}  # fmt: skip
-        mean = provider.mean.transpose(2, 0, 1)  # CHW, as batches.meta holds it
-        return save_mirror_weights(
-            net, arrays, path, class_names=list(info.class_names), mean=mean, source=source
-        )
-
-    return dict(model=model, factors=convnet_training.gradient_factors(model, net),
-                make_train=provider.train, make_eval=provider.eval,
-                steps=provider.steps_per_epoch(), save=save, notes=notes)  # fmt: skip

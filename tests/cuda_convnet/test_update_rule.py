@@ -7,22 +7,28 @@ are weights with `wc = 0`; `v` is the gradient of `coeff * log p(label)`),
 in float64 numpy, on the batches the run itself read.
 """
 
+import builtins
 import csv
+import hashlib
+import io
 import json
+import os
+import pathlib
 import textwrap
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from alexnet_keras.cuda_convnet import update_rule as convnet_training
-from alexnet_keras.training import config as train_config
-from alexnet_keras.cuda_convnet.cfg_weights import load_mirror
 from alexnet_keras.cli import cli
+from alexnet_keras.cuda_convnet import update_rule as convnet_training
+from alexnet_keras.cuda_convnet.cfg_net import read_net
+from alexnet_keras.cuda_convnet.cfg_weights import load_mirror
 from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
 from alexnet_keras.data.pipelines import open_dataset
+from alexnet_keras.training import config as train_config
+from alexnet_keras.training.run import run
 from alexnet_keras.training.schedules import Schedule
-from alexnet_keras.training.trainer import run
 from tests.conftest import SHARED, require
 
 RELEASE = SHARED / "data" / "chm-release"
@@ -122,10 +128,12 @@ def cuda_convnet_steps(kernel, bias, batches, rates):
 
 def test_recipe_reads_the_stated_schedule_and_the_momentum():
     require(EXAMPLES)
-    r = convnet_training.recipe(EXAMPLES / "layers-18pct.cfg", EXAMPLES / "layer-params-18pct.cfg")
+    r = convnet_training.recipe(read_net(EXAMPLES / "layers-18pct.cfg",
+                                         EXAMPLES / "layer-params-18pct.cfg"))  # fmt: skip
     assert (r["schedule"], r["milestones"], r["gamma"], r["epochs"]) == ("step", [120, 130], 0.1,
                                                                           140)  # fmt: skip
-    r = convnet_training.recipe(EXAMPLES / "layers-80sec.cfg", EXAMPLES / "layer-params-80sec.cfg")
+    r = convnet_training.recipe(read_net(EXAMPLES / "layers-80sec.cfg",
+                                         EXAMPLES / "layer-params-80sec.cfg"))  # fmt: skip
     assert (r["schedule"], r["milestones"], r["epochs"], r["momentum"]) == ("constant", [], None,
                                                                              0.9)  # fmt: skip
 
@@ -142,28 +150,29 @@ def test_recipe_reads_the_stated_schedule_and_the_momentum():
 def test_recipe_refuses_what_the_trainer_cannot_follow(tmp_path, params, message):
     layers, params_path = write_cfg(tmp_path, params=params)
     with pytest.raises(ValueError, match="layer-params-tiny.cfg") as e:
-        convnet_training.recipe(layers, params_path)
+        convnet_training.recipe(read_net(layers, params_path))
     assert message in str(e.value)
 
 
 def test_the_release_gc_net_is_refused_for_its_two_momenta():
     require(EXAMPLES)
     with pytest.raises(ValueError, match="momenta"):
-        convnet_training.recipe(EXAMPLES / "layers.gc.cfg", EXAMPLES / "layer-params.gc.cfg")
+        convnet_training.recipe(
+            read_net(EXAMPLES / "layers.gc.cfg", EXAMPLES / "layer-params.gc.cfg")
+        )
 
 
 def test_factors_are_the_params_files_per_layer_and_per_input_values(tmp_path):
     require(EXAMPLES)
-    model, _, net = convnet_training.build(
-        EXAMPLES / "layers-80sec.cfg", EXAMPLES / "layer-params-80sec.cfg", 10, 0
-    )
+    net = read_net(EXAMPLES / "layers-80sec.cfg", EXAMPLES / "layer-params-80sec.cfg")
+    model, _ = convnet_training.build(net, 10, 0)
     factors = dict(zip((v.path for v in model.trainable_variables),
                        convnet_training.gradient_factors(model, net), strict=True))  # fmt: skip
     assert factors["conv1/kernel"] == (0.001, 0.004)
     assert factors["conv3/bias"] == (0.002, 0.0)
     assert factors["fc64/kernel"] == (0.001, 0.03)
-    layers, params = write_cfg(tmp_path)
-    model, _, net = convnet_training.build(layers, params, 10, 0)
+    net = read_net(*write_cfg(tmp_path))
+    model, _ = convnet_training.build(net, 10, 0)
     (mult, decay), (bias_mult, bias_decay) = convnet_training.gradient_factors(model, net)
     rows = 8 * 8 * 3
     assert mult.shape == (2 * rows, 1) and decay.shape == (2 * rows, 1)
@@ -173,8 +182,7 @@ def test_factors_are_the_params_files_per_layer_and_per_input_values(tmp_path):
 
 
 def test_init_follows_initw_per_input_and_initb(tmp_path):
-    layers, params = write_cfg(tmp_path)
-    _, full, _ = convnet_training.build(layers, params, 10, seed=3)
+    _, full = convnet_training.build(read_net(*write_cfg(tmp_path)), 10, seed=3)
     kernel, bias = full.get_layer("fc10").get_weights()
     rows = 8 * 8 * 3
     assert abs(kernel[:rows].std() - 0.01) < 0.001 and abs(kernel[rows:].std() - 0.02) < 0.002
@@ -189,8 +197,8 @@ def test_a_run_equals_cuda_convnets_update_rule(tmp_path):
         "dataset": f"folder:{MINI}", "chm_layers": str(layers), "chm_params": str(params),
         "batch_size": 50, "epochs": 2, "steps_per_epoch": 2, "eval_steps": 1,
         "model_dir": str(tmp_path / "run"), "log_every": 1, "seed": 4})  # fmt: skip
-    assert (config["milestones"], config["epochs"], config["lr"]) == ([1], 2, 1.0)
-    _, full, net = convnet_training.build(layers, params, 10, seed=4)
+    assert (config.milestones, config.epochs, config.lr) == ((1,), 2, 1.0)
+    _, full = convnet_training.build(read_net(layers, params), 10, seed=4)
     kernel, bias = full.get_layer("fc10").get_weights()
     result = run(config)
     assert result["status"] == "finished"
@@ -231,7 +239,8 @@ def test_memory_provider_is_mean_subtracted_and_resumable():
     require(MINI)
     splits, _ = open_dataset(f"folder:{MINI}")
     provider = MemoryProvider(splits, "mini", image_size=32, batch_size=16, seed=1)
-    images = np.stack([x for x, _ in splits["train"].as_numpy_iterator()]).astype(np.float64)
+    decoded = splits["train"].dataset().as_numpy_iterator()
+    images = np.stack([x for x, _ in decoded]).astype(np.float64)
     np.testing.assert_allclose(provider.mean, images.mean(0), atol=1e-4)
     full = list(provider.train(2).as_numpy_iterator())
     resumed = list(provider.train(2, skip_batches=5).as_numpy_iterator())
@@ -266,8 +275,9 @@ def test_memory_provider_names_the_first_odd_size_in_a_mixed_folder(tmp_path):
 
 
 def test_milestones_drop_the_rate_at_each_stated_epoch():
-    config = {"lr": 1.0, "schedule": "step", "milestones": [3, 5], "gamma": 0.1,
-              "warmup_epochs": 0, "step_epochs": 30, "epochs": 8}  # fmt: skip
+    config = train_config.resolve("train", {
+        "dataset": "x", "model_dir": "m", "lr": 1.0, "schedule": "step", "milestones": [3, 5],
+        "gamma": 0.1, "warmup_epochs": 0, "step_epochs": 30, "epochs": 8})  # fmt: skip
     schedule = Schedule(config, steps_per_epoch=10)
     assert [schedule(s) for s in (0, 29, 30, 49, 50, 79)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01]
@@ -338,3 +348,39 @@ def test_cli_trains_the_release_80sec_net_for_a_few_steps(tmp_path):
         cli, ["evaluate", "--weights", weights, "--dataset", f"folder:{MINI}", "--ten-crop"]
     )
     assert refused.exit_code == 2 and "--ten-crop does not apply" in refused.output
+
+
+def test_a_cfg_run_reads_and_parses_each_cfg_file_once(tmp_path, monkeypatch):
+    """`train --chm-layers L --chm-params P`: L and P are opened once and parsed once in all."""
+    from alexnet_keras.cuda_convnet import cfg_net
+
+    require(MINI)
+    layers, params = write_cfg(tmp_path / "cfg")
+    opens = {layers.resolve(): 0, params.resolve(): 0}
+    parses = []
+    real_open, real_read_net = io.open, cfg_net.read_net
+
+    def counting_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and pathlib.Path(file).resolve() in opens:
+            opens[pathlib.Path(file).resolve()] += 1
+        return real_open(file, *args, **kwargs)
+
+    def counting_read_net(*args, **kwargs):
+        parses.append(args)
+        return real_read_net(*args, **kwargs)
+
+    monkeypatch.setattr(io, "open", counting_open)  # pathlib's read_bytes/read_text
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(cfg_net, "read_net", counting_read_net)
+    args = ["train", "--dataset", f"folder:{MINI}", "--chm-layers", str(layers), "--chm-params",
+            str(params), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "50",
+            "--eval-steps", "1", "--model-dir", str(tmp_path / "r")]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert opens == {layers.resolve(): 1, params.resolve(): 1}
+    assert len(parses) == 1
+    monkeypatch.undo()
+    _, meta = load_mirror(tmp_path / "r" / "model.weights.h5")  # it stores the texts it trained
+    for key, path in (("layers_cfg", layers), ("params_cfg", params)):
+        assert meta[key]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert meta[key]["text"] == path.read_text()

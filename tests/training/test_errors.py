@@ -48,11 +48,18 @@ def test_input_size_200(tmp_path):
            "--model-dir", str(tmp_path)], "224..227", "200")  # fmt: skip
 
 
-def test_unconverted_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
+def test_unconverted_default_weights_offline_say_how_to_get_them(tmp_path, monkeypatch):
+    """The default release is fetched like any other (tests/test_pretrained.py); offline, exit 1."""
+    from tests.loopback import closed_port
+
     monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ALEXNET_KERAS_MIRROR", f"http://127.0.0.1:{closed_port()}/")
     args = ["finetune", "--dataset", f"folder:{require(MINI)}", "--model-dir", str(tmp_path / "m")]
-    line = fails(args, "alexnet-keras convert bvlc_alexnet", "--weights none")
-    assert "bvlc_alexnet" in line
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert "bvlc_alexnet is not in the cache" in line
+    assert "alexnet-keras convert bvlc_alexnet.caffemodel" in line
 
 
 def test_cache_features_needs_a_frozen_backbone(tmp_path, imagenet_weights):  # noqa: F811

@@ -1,0 +1,158 @@
+"""The driver of `finetune` and `train`: resolve, prepare, build, loop, save.
+
+As tensorflow/models' `train.py`: `run(config)` prepares the model dir
+(checking a resumed run's `config.yaml`), builds the `tf.distribute`
+strategy, seeds and sets the precision policy, opens the dataset, calls the
+setup (`setups.alexnet_setup` or, for `--chm-layers`, `setups.cfg_setup`),
+writes the resolved `config.yaml`, and hands the setup to `trainer.Trainer`.
+SIGTERM / SIGINT become a flag the loop checks after each step.
+"""
+
+import csv
+import dataclasses
+import logging
+import os
+import pathlib
+import signal
+
+from alexnet_keras.training import config as train_config
+from alexnet_keras.training import config_file, setups
+from alexnet_keras.training.checkpoints import is_chief
+from alexnet_keras.training.strategies import make_strategy
+from alexnet_keras.training.trainer import DivergedError, Trainer
+
+__all__ = ["DivergedError", "run"]
+
+log = logging.getLogger("alexnet_keras")
+
+
+class _Stop:
+    """Turns SIGTERM / SIGINT into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = None
+
+    def __enter__(self):
+        self.previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _prepare_model_dir(config):
+    out = pathlib.Path(config.model_dir)
+    saved_path = out / "config.yaml"
+    if saved_path.exists():
+        train_config.check_resume(config_file.load(saved_path), config, out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(config):
+    """Trains or fine-tunes as `config` says.
+
+    Args:
+        config: a `TrainConfig` (`training.config.resolve`).
+
+    Returns:
+        `{"status": "finished" | "interrupted", "model_dir", "weights", "metrics"}`.
+
+    Raises:
+        ValueError: bad input (the dataset, the weights, a resumed run's config).
+        DivergedError: the loss became NaN or infinite.
+
+    Example:
+
+    >>> import tempfile
+    >>> from alexnet_keras.training import config as train_config
+    >>> config = train_config.resolve("train", {
+    ...     "dataset": "folder:../shared/data/cifar10-mini", "input_size": 227,
+    ...     "epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "eval_steps": 1,
+    ...     "model_dir": tempfile.mkdtemp()})
+    >>> result = run(config)  # doctest: +SKIP
+    >>> result["status"], result["weights"].endswith("model.weights.h5")  # doctest: +SKIP
+    ('finished', True)
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _run(config)
+    finally:  # the policy is process-wide; leave the caller's in place
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _seed_and_precision(config):
+    import keras
+    import tensorflow as tf
+
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(
+            {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[config.mixed_precision]
+        )
+
+
+def _steps(config, setup, info):
+    """Batches per epoch: the setup's, capped by `--steps-per-epoch`; at least one."""
+    steps = setup.steps
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch) if steps else config.steps_per_epoch
+    if steps < 1:
+        raise ValueError(
+            f"{config.dataset}: {info.num_examples['train']} training images make no batch "
+            f"of {config.batch_size}; lower --batch-size"
+        )
+    return steps
+
+
+def _run(config):
+    from alexnet_keras.data import pipelines as data
+
+    out = _prepare_model_dir(config)
+    strategy = make_strategy(config.strategy, config.cpu_devices)
+    _seed_and_precision(config)
+    splits, info = data.open_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        seed=config.seed,
+        strict=config.strict_data,
+        holdout=config.holdout,
+    )
+    log.info("%s", data.dataset_summary(info))
+    build = setups.cfg_setup if config.chm_layers else setups.alexnet_setup
+    setup = build(config, strategy, splits, info)
+    for note in setup.notes:
+        log.info("%s", note)
+    if is_chief(strategy):
+        text = config_file.dump(
+            config.as_dict(), header=f"alexnet-keras {config.command}: resolved"
+        )
+        (out / "config.yaml").write_text(text)
+    setup = dataclasses.replace(setup, steps=_steps(config, setup, info))
+    trainer = Trainer(config, strategy, setup)
+    with _Stop() as stop:
+        status = trainer.fit(stop)
+    result = {"status": status, "model_dir": str(out), "weights": None, "metrics": None}
+    if status == "finished" and trainer.chief:
+        source = {"trained_by": f"alexnet-keras {config.command}", "dataset": config.dataset,
+                  "initial_weights": config.weights, "model_dir": str(out)}  # fmt: skip
+        result["weights"] = str(setup.save_weights(out / "model.weights.h5", source))
+    if (out / "metrics.csv").exists():
+        with open(out / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        result["metrics"] = rows[-1] if rows else None
+    return result
