@@ -18,7 +18,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alexnet_keras"
 # The unit of a module is its top-level file or folder under alexnet_keras/.
 # A module may import units of a lower rank, and modules of its own unit.
 RANKS = {
-    "version": 0, "_runtime": 0, "resources": 0, "progress": 0, "files": 0, "variants": 0, "safe_pickle": 0,
+    "version": 0, "_runtime": 0, "resources": 0, "progress": 0, "files": 0, "variants": 0,
+    "safe_pickle": 0,
     "geometry": 1,
     "layers": 2, "registry": 2, "weights": 2,
     "caffe": 3,
@@ -149,7 +150,8 @@ def long_functions(root=PACKAGE, limit=MAX_FUNCTION_LINES):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = _code_lines(node, lines)
                 if n > limit:
-                    out.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name}: {n} lines")
+                    where = f"{path.relative_to(root.parent)}:{node.lineno}"
+                    out.append(f"{where} {node.name}: {n} lines")
     return out
 
 
@@ -234,5 +236,6 @@ def test_relative_imports_are_resolved(tmp_path, text):
     })  # fmt: skip
     graph, _ = import_graph(root)
     assert [t for t, _ in graph["alexnet_keras.data.user"]] == [
-        "alexnet_keras.data.sibling", "alexnet_keras.cli"
+        "alexnet_keras.data.sibling",
+        "alexnet_keras.cli",
     ]

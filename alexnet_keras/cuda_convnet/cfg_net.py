@@ -69,6 +69,8 @@ class ChmNet:
         config: `training_config` of the params file given to `read_net`.
         comments: the def file's comment lines, e.g. its stated error rate.
         notes: how the image size was chosen and old syntax was read.
+        texts: the def and params files' texts as parsed (None without a
+            params file); a weights file stores them without reading again.
     """
 
     layers: tuple
@@ -77,6 +79,7 @@ class ChmNet:
     config: dict | None = None
     comments: tuple = ()
     notes: tuple = ()
+    texts: tuple = ()
 
     @property
     def image_shape(self):
@@ -285,11 +288,12 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
         shapes[node.name] = out
         count = sum(math.prod(w) for w in weights)
         layers.append(Layer(node.name, node.type, node.inputs, params, out, weights, count))
-    config = None
+    config, texts = None, (cfg.text, None)
     if params_path is not None:  # against the def file already read: each file is read once
-        config = read_training_config(cfg, read_cfg(params_path, PARAMS_FILE), True)
+        params_cfg = read_cfg(params_path, PARAMS_FILE)
+        config, texts = read_training_config(cfg, params_cfg, True), (cfg.text, params_cfg.text)
     comments = tuple(text for _, text in cfg.comments)
-    return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes))
+    return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes), texts)
 
 
 def training_config(layers_path, params_path, *, strict=True):

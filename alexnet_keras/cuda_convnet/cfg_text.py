@@ -11,7 +11,7 @@ import dataclasses
 import pathlib
 import re
 
-from alexnet_keras.caffe.source import existing_file
+from alexnet_keras.files import existing_file
 
 __all__ = ["CfgText", "Where", "read_cfg"]
 
@@ -59,6 +59,7 @@ class Cfg:
     lines: dict  # {section: {None: line of [section], key: line}}
     comments: list  # [(line, text)]
     notes: list = dataclasses.field(default_factory=list)
+    text: str = ""  # what was parsed
 
 
 _SECTION = re.compile(r"\[([^\]]*)\]")
@@ -83,7 +84,7 @@ def read_cfg(source, expected, lenient=False):
 
 
 def _parse(path, text, expected, lenient):
-    cfg, section = Cfg(path, {}, {}, []), None
+    cfg, section = Cfg(path, {}, {}, [], text=text), None
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped:

@@ -18,10 +18,11 @@ from alexnet_keras.weights import METADATA_KEY, write_model_weights
 __all__ = ["is_mirror_file", "load_mirror", "save_mirror_weights"]
 
 
-def _cfg_record(path):
+def _cfg_record(path, text=None):
     if path is None:
         return None
-    data = pathlib.Path(path).read_bytes()
+    # The text the net was parsed from (read_cfg decodes UTF-8): the file is not read again.
+    data = text.encode("utf-8") if text is not None else pathlib.Path(path).read_bytes()
     return {"name": pathlib.Path(path).name, "sha256": hashlib.sha256(data).hexdigest(),
             "text": data.decode("latin-1")}  # fmt: skip
 
@@ -43,10 +44,11 @@ def save_mirror_weights(net, arrays, output, *, class_names=None, mean=None, sou
     model = build_model(net)
     for name, values in arrays.items():
         model.get_layer(name).set_weights(values)
+    layers_text, params_text = net.texts or (None, None)
     meta = {
         "model": "chm-cfg",
-        "layers_cfg": _cfg_record(net.source),
-        "params_cfg": _cfg_record((net.config or {}).get("source")),
+        "layers_cfg": _cfg_record(net.source, layers_text),
+        "params_cfg": _cfg_record((net.config or {}).get("source"), params_text),
         "image_size": net.image_size,
         "class_names": None if class_names is None else list(class_names),
         "mean": None if mean is None else np.asarray(mean, np.float32).round(5).tolist(),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import alexnet_keras
+from alexnet_keras.cuda_convnet.cfg_mapper import mirror_arrays
 from alexnet_keras.cuda_convnet.cfg_model import build_model
 from alexnet_keras.cuda_convnet.cfg_net import read_net
-from alexnet_keras.cuda_convnet.cfg_mapper import mirror_arrays
 from alexnet_keras.cuda_convnet.layers import ConvnetDropout, ConvnetNeuron, ConvnetPool2D
 from tests import reference as ref
 from tests.conftest import SHARED, require

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
-from alexnet_keras.cuda_convnet import cfg_rules as chm_layers
 from alexnet_keras.cuda_convnet import cfg_params as chm_params
+from alexnet_keras.cuda_convnet import cfg_rules as chm_layers
 from alexnet_keras.cuda_convnet import cfg_text as chm_text
 from alexnet_keras.cuda_convnet.cfg_net import parse_cfg, read_net, training_config
 from tests.conftest import ROOT, SHARED, require

@@ -61,7 +61,8 @@ def test_load_mirror_parses_the_stored_texts_without_temporary_files(cfg_pair, t
                                                                      monkeypatch):  # fmt: skip
     net = read_net(*cfg_pair)
     arrays = mirror_arrays(net, cf.layers_from_net(net, seed=1))
-    path = save_mirror_weights(net, arrays, tmp_path / "m.weights.h5", class_names=list("abcdefghij"))
+    names = list("abcdefghij")
+    path = save_mirror_weights(net, arrays, tmp_path / "m.weights.h5", class_names=names)
 
     def no_temp(*args, **kwargs):
         raise AssertionError("load_mirror made a temporary file")
