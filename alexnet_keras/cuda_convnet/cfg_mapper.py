@@ -16,6 +16,7 @@ Each input's matrix is taken by its input's name when the layer dict lists
 
 import numpy as np
 
+from alexnet_keras.cuda_convnet.cfg_rules import BUILT_WEIGHT_TYPES
 from alexnet_keras.cuda_convnet.checkpoint import matrix_for_input
 
 __all__ = ["mirror_arrays"]
@@ -74,7 +75,7 @@ def mirror_arrays(net, layers, source="the weights"):
     """
     out = {}
     for layer in net.layers:
-        if layer.type not in ("conv", "fc"):
+        if layer.type not in BUILT_WEIGHT_TYPES:
             continue
         if layer.name not in layers:
             raise ValueError(f"{source}: no weights for layer '{layer.name}'")

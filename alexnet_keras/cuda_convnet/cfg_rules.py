@@ -29,6 +29,7 @@ __all__ = [
     "NORM_TYPES",
     "SPECS",
     "SUPPORTED_TYPES",
+    "BUILT_WEIGHT_TYPES",
     "WEIGHT_TYPES",
     "layer_params",
     "output_and_weights",
@@ -48,6 +49,8 @@ CHM_TYPES = SUPPORTED_TYPES + (
     "cost.tica", "cost.rflickr",
 )  # fmt: skip
 WEIGHT_TYPES = ("conv", "local", "fc", "treefc")
+# The weighted types `cfg_model` builds in Keras (local and treefc are refused by name).
+BUILT_WEIGHT_TYPES = ("conv", "fc")
 NORM_TYPES = ("cmrnorm", "rnorm", "cnorm")
 # Neuron name -> allowed parameter counts. CHM requires `tanh[a,b]`; a bare
 # `tanh` is accepted here as a = b = 1.

@@ -26,6 +26,8 @@ import re
 
 import numpy as np
 
+from alexnet_keras.cuda_convnet.cfg_rules import BUILT_WEIGHT_TYPES
+
 __all__ = ["build", "gradient_factors", "init_weights", "recipe"]
 
 _FIRST_DROP = re.compile(r"factor of ([\d.]+) after (\d+) epochs", re.I)
@@ -103,7 +105,7 @@ def recipe(net):
 
 def _weight_entries(net):
     for layer in net.layers:
-        if layer.type in ("conv", "fc"):
+        if layer.type in BUILT_WEIGHT_TYPES:
             yield layer.name, net.config["layers"][layer.name]
 
 
@@ -173,7 +175,7 @@ def init_weights(model, net, seed):
     """cuda-convnet's init: kernels `initW * N(0, 1)` per input, biases `initB` (default 0)."""
     rng = np.random.default_rng([0 if seed is None else seed, 2011])
     for layer in net.layers:
-        if layer.type not in ("conv", "fc"):
+        if layer.type not in BUILT_WEIGHT_TYPES:
             continue
         target = model.get_layer(layer.name)
         kernel, bias = target.get_weights()
@@ -201,7 +203,7 @@ def gradient_factors(model, net):
         parts = v.path.split("/")
         name = next((p for p in parts if p in config), None)
         layer = net.layer(name) if name else None
-        if layer is None or layer.type not in ("conv", "fc"):
+        if layer is None or layer.type not in BUILT_WEIGHT_TYPES:
             raise ValueError(f"{net.source}: no cfg layer owns the variable {v.path}")
         entry = config[name]
         if parts[-1] == "bias":

@@ -11,6 +11,7 @@ import dataclasses
 import pathlib
 from collections.abc import Callable
 
+from alexnet_keras.cuda_convnet.cfg_rules import BUILT_WEIGHT_TYPES
 from alexnet_keras.variants import WEIGHTED_LAYERS as WEIGHTED
 
 __all__ = ["WEIGHTED", "InitialModel", "Setup", "alexnet_setup", "build_model", "cfg_setup",
@@ -302,7 +303,7 @@ def cfg_setup(config, strategy, splits, info):
 
     def save_weights(path, source):
         arrays = {layer.name: full.get_layer(layer.name).get_weights()
-                  for layer in net.layers if layer.type in ("conv", "fc")}  # fmt: skip
+                  for layer in net.layers if layer.type in BUILT_WEIGHT_TYPES}  # fmt: skip
         mean = provider.mean.transpose(2, 0, 1)  # CHW, as batches.meta holds it
         return save_mirror_weights(
             net, arrays, path, class_names=list(info.class_names), mean=mean, source=source
