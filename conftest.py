@@ -6,6 +6,7 @@ from there, and skips with a reason where the shared data folder is absent.
 
 import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -16,8 +17,10 @@ SHARED = pathlib.Path(os.environ.get("ALEXNET_KERAS_SHARED", ROOT.parent / "shar
 
 
 @pytest.fixture(autouse=True)
-def _doctest_from_root(request, monkeypatch):
+def _doctest_from_root(request, monkeypatch, tmp_path_factory):
     if isinstance(request.node, pytest.DoctestItem):
+        # Examples that call tempfile.mkdtemp() write under pytest's tmp, which it prunes.
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("doctest")))
         if "../shared" in "".join(ex.source for ex in request.node.dtest.examples):
             if not SHARED.exists():
                 pytest.skip(f"needs {SHARED} (the project's shared data folder)")
