@@ -140,8 +140,7 @@ def preprocess_fn(preprocessing, input_size):
     if preprocessing is None:
         return lambda x: x
     if isinstance(preprocessing, str):
-        spec = get_variant(preprocessing)
-        preprocessing = {"color_order": spec.color_order, "mean": spec.mean}
+        preprocessing = get_variant(preprocessing).preprocessing
     if not isinstance(preprocessing, collections.abc.Mapping):
         raise ValueError(
             "Expected preprocessing to be a dict {'color_order', 'mean'}, a variant name or "

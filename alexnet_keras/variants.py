@@ -99,6 +99,11 @@ class VariantSpec:
     mean: tuple
     inference_dropout_scale: float = 1.0
 
+    @property
+    def preprocessing(self):
+        """The weights-metadata form of this variant's input: `{"color_order", "mean"}`."""
+        return {"color_order": self.color_order, "mean": list(self.mean)}
+
 
 def _convs(conv1_relu):
     """conv1..conv5 with their ReLUs, as (conv, relu-or-None) pairs."""

@@ -122,8 +122,7 @@ def _metadata(spec, input_size, classes, class_names, preprocessing, source):
         "class_names": None
         if class_names is None
         else [list(c) if isinstance(c, (list, tuple)) else c for c in class_names],
-        "preprocessing": preprocessing
-        or {"color_order": spec.color_order, "mean": list(spec.mean)},
+        "preprocessing": preprocessing or spec.preprocessing,
         "source": source,
         "alexnet_keras_version": __version__,
     }

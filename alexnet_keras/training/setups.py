@@ -120,10 +120,7 @@ def build_model(config, num_classes):
             layer.set_weights(arrays[name])
         if config.trainable_from is None and meta["classes"] != num_classes:
             notes.append("the whole network trains; pass --trainable-from fc8 for a linear probe")
-    preprocessing = (meta or {}).get("preprocessing") or {
-        "color_order": spec.color_order,
-        "mean": list(spec.mean),
-    }
+    preprocessing = (meta or {}).get("preprocessing") or spec.preprocessing
     return InitialModel(
         model=model,
         weights_path=path,
