@@ -16,6 +16,7 @@ import os
 import pathlib
 
 from alexnet_keras import registry
+from alexnet_keras.files import existing_file
 
 __all__ = ["LEGACY_SUFFIXES", "release_source", "resolve"]
 
@@ -96,7 +97,9 @@ def _converted(source):
     """The cached conversion of a legacy file, written by `convert_file` unless it exists."""
     from alexnet_keras.caffe.convert import convert_file, default_output
 
-    output = default_output(source)
+    source = existing_file(source, "a weights file")
+    digests = registry.file_digests(source)  # once: for the cache name and the metadata
+    output = default_output(source, digests)
     if output.is_file():
         return output
-    return pathlib.Path(convert_file(source, output).output)
+    return pathlib.Path(convert_file(source, output, digests=digests).output)

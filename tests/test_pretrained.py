@@ -164,7 +164,9 @@ def _fake_converter(monkeypatch):
     """Stands in for `convert_file` (these files are not real): writes a marker, counts calls."""
     calls = []
 
-    def convert_file(src, output):
+    def convert_file(src, output, digests=None):
+        # The resolver hands over the hashes it took for the cache name: one read, not two.
+        assert digests["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
         calls.append(src)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(b"converted")

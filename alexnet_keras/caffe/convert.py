@@ -115,17 +115,18 @@ def _keras_source(path, variant):
     return mapper.Mapping(meta["variant"], meta["classes"], arrays, shapes, []), meta
 
 
-def default_output(src):
+def default_output(src, digests=None):
     """Where `convert_file(src)` writes by default: `<cache>/<release>-<sha256[:8]>.weights.h5`.
 
     A file the manifest does not know is named after its stem (with
     `-unverified` when the stem is a release name), so the same file always
-    maps to the same cached output.
+    maps to the same cached output. `digests` (`registry.file_digests` of
+    `src`) saves reading the file when the caller has them.
     """
     from alexnet_keras import registry
 
     path = existing_file(src, "a weights file")
-    digests = registry.file_digests(path)
+    digests = digests or registry.file_digests(path)
     found = registry.identify(digests)
     return _default_output(path, found[0] if found else None, digests, "keras")
 
@@ -154,7 +155,15 @@ def _named_like_a_release(path):
 
 
 def convert_file(
-    src, output=None, *, fmt="auto", variant=None, prototxt=None, to="keras", class_names=None
+    src,
+    output=None,
+    *,
+    fmt="auto",
+    variant=None,
+    prototxt=None,
+    to="keras",
+    class_names=None,
+    digests=None,
 ):
     """Converts a legacy AlexNet file to a Keras weights file (or to a `.npy`).
 
@@ -170,6 +179,8 @@ def convert_file(
             dict of lists, for tools that expect `bvlc_alexnet.npy`).
         class_names: optional list of class names for the metadata; defaults
             to the ImageNet classes (Caffe order) when fc8 has 1000 outputs.
+        digests: `registry.file_digests(src)`, when the caller has them (a
+            233 MB file is then not read a second time for its hashes).
 
     Returns:
         A `ConversionReport`.
@@ -193,7 +204,7 @@ def convert_file(
         raise ValueError(f"--to must be keras or npy. Received: {to!r}")
     path = existing_file(src, "a weights file")
     net = read_source(path, fmt)
-    digests = registry.file_digests(path)
+    digests = digests or registry.file_digests(path)
     found = registry.identify(digests)
     release, release_file = found if found else (None, None)
     warnings = []
