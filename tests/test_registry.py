@@ -1,7 +1,6 @@
 """The release manifest, the cache and verified downloads (against a loopback HTTP server)."""
 
 import copy
-import doctest
 import hashlib
 import json
 import os
@@ -322,8 +321,3 @@ def test_download_without_checksum_warns(server, home, monkeypatch):
     assert path.read_bytes() == b"npy bytes"
     with pytest.raises(ValueError, match="has no 'h5' file"):
         registry.download("bvlc_alexnet", "h5")
-
-
-def test_docstring_examples():
-    result = doctest.testmod(registry, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

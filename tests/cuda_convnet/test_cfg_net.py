@@ -1,7 +1,6 @@
 """cuda-convnet `.cfg` files of the CHM release: every real file built or refused, shapes,
 parameter counts and training config (broken files: test_chm_cfg_errors.py)."""
 
-import doctest
 import math
 import pathlib
 import subprocess
@@ -9,12 +8,10 @@ import sys
 
 import pytest
 
-from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
 from alexnet_keras.cuda_convnet import cfg_params as chm_params
 from alexnet_keras.cuda_convnet import cfg_rules as chm_layers
-from alexnet_keras.cuda_convnet import cfg_text as chm_text
 from alexnet_keras.cuda_convnet.cfg_net import parse_cfg, read_net, training_config
-from tests.conftest import ROOT, SHARED, require
+from tests.conftest import SHARED, require
 
 CHM = SHARED / "data" / "chm-release"
 
@@ -300,13 +297,6 @@ def test_parsers():
     assert chm_params.parse_schedule("dexp[10,0,2]")["args"] == (10, 0, 2)
     with pytest.raises(ValueError, match="must be a number"):
         chm_layers.parse_scalar("x", float)
-
-
-def test_docstring_examples(monkeypatch, chm):
-    monkeypatch.chdir(ROOT)  # the examples name ../shared relative to the repository root
-    for module in (chm_cfg, chm_layers, chm_params, chm_text):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0, module.__name__
 
 
 def test_imports_no_keras():

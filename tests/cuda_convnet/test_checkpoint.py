@@ -1,7 +1,6 @@
 """cuda-convnet / CHM checkpoints and `batches.meta`: read back exactly, checked against the
 cfg, and every broken or hostile file refused in one line naming it."""
 
-import doctest
 import gzip
 import pickle
 import pickletools
@@ -13,7 +12,6 @@ import pytest
 from alexnet_keras import safe_pickle
 from alexnet_keras.cuda_convnet import cfg_net as chm_cfg
 from alexnet_keras.cuda_convnet import checkpoint as cuda_convnet
-from alexnet_keras.cuda_convnet import checkpoint_io as cuda_convnet_io
 from alexnet_keras.cuda_convnet.batches_meta import read_batches_meta
 from alexnet_keras.cuda_convnet.checkpoint import (
     check_against,
@@ -322,15 +320,6 @@ def test_writer_fortran_flag_is_numpys():
     _same_array(out["f"], a, "f")
     assert out["c"].flags.c_contiguous and np.array_equal(out["c"], a)
     assert pickle.loads(data, encoding="latin1")["f"].flags.f_contiguous
-
-
-def test_module_docstrings_run(monkeypatch):
-    from tests.conftest import ROOT
-
-    require(CHM)
-    monkeypatch.chdir(ROOT)
-    for module in (cuda_convnet, cuda_convnet_io):
-        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 # ----------------------------------------------------------------------------

@@ -1,7 +1,5 @@
 """Datasets (TFDS offline, image folders, hold-out, bad files) and the input pipelines."""
 
-import doctest
-import importlib
 import logging
 import pathlib
 import struct
@@ -86,22 +84,6 @@ def cifar_mini():
 @pytest.fixture(scope="module")
 def imagenet_sample():
     return open_dataset(f"folder:{require(IMAGENET_SAMPLE)}")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "alexnet_keras.data.sources",
-        "alexnet_keras.data.image_folder",
-        "alexnet_keras.data.pipelines",
-        "alexnet_keras.data.split",
-    ],
-)
-def test_docstring_examples(name, monkeypatch):
-    require(CIFAR_MINI)
-    monkeypatch.chdir(ROOT)  # the examples name ../shared relative to the repository root
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted and result.failed == 0
 
 
 # --- TFDS --------------------------------------------------------------------
