@@ -14,7 +14,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
 
     Args:
         weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
-        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.pipelines.open_dataset`).
+        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.open_dataset`).
         data_dir: the TFDS data dir.
         split: "eval" (the dataset's test/val split or hold-out) or "train".
         ten_crop: average the softmax over 10 crops (corners, centre, mirrors).
@@ -26,8 +26,8 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         A dict: `top1`, `top5`, `count`, `per_class` (name, count, top-1) and
         `confusion_matrix` (the CSV path).
     """
+    from alexnet_keras import data
     from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
-    from alexnet_keras.data import pipelines as data
     from alexnet_keras.model import AlexNet
     from alexnet_keras.pretrained import resolve
     from alexnet_keras.weights import read_metadata
@@ -86,7 +86,7 @@ def _score(model, ds, classes, ten_crop, max_batches):
     """`(confusion matrix, top-5 hits)` of `model` over the batches of `ds`."""
     import tensorflow as tf
 
-    from alexnet_keras.data.pipelines import average_crops
+    from alexnet_keras.data import average_crops
 
     confusion = np.zeros((classes, classes), np.int64)
     top5_hits = 0

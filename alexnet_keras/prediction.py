@@ -87,7 +87,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     files = collect_images(paths)
     import tensorflow as tf
 
-    from alexnet_keras.data.pipelines import average_crops
+    from alexnet_keras.data import average_crops
     from alexnet_keras.model import AlexNet
     from alexnet_keras.preprocessing import (
         center_crop,

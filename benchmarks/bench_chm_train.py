@@ -34,8 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_keras import data
 from alexnet_keras.cuda_convnet.layers import ConvnetPool2D
-from alexnet_keras.data import pipelines as data
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import setups
 from alexnet_keras.training.trainer import Trainer

@@ -29,7 +29,7 @@ import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF lo
 # isort: split
 import tensorflow as tf
 
-from alexnet_keras.data.pipelines import eval_pipeline, open_dataset, train_pipeline
+from alexnet_keras.data import eval_pipeline, open_dataset, train_pipeline
 
 SHARED = pathlib.Path(
     os.environ.get("ALEXNET_KERAS_SHARED", pathlib.Path(__file__).resolve().parents[2] / "shared")

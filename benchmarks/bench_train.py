@@ -25,7 +25,7 @@ import alexnet_keras  # noqa: F401  (first: sets the TF environment before TF lo
 # isort: split
 import tensorflow as tf
 
-from alexnet_keras.data import pipelines as data
+from alexnet_keras import data
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import setups
 from alexnet_keras.training.trainer import Trainer

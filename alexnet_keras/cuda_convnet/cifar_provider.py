@@ -102,7 +102,7 @@ class MemoryProvider:
 
     Example:
 
-    >>> from alexnet_keras.data.pipelines import open_dataset
+    >>> from alexnet_keras.data import open_dataset
     >>> from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
     >>> splits, info = open_dataset("folder:../shared/data/cifar10-mini")
     >>> provider = MemoryProvider(splits, "cifar10-mini", image_size=32, batch_size=50)

@@ -13,6 +13,7 @@ _PUBLIC = {
     "Split": "split",
     "dataset_summary": "sources",
     "open_dataset": "sources",
+    "average_crops": "pipelines",
     "train_pipeline": "pipelines",
     "eval_pipeline": "pipelines",
 }

@@ -8,10 +8,8 @@ function of `(seed, epoch, element index)`, so a resumed epoch
 
 `eval_pipeline` is Caffe's test phase: shorter side 256, the centre crop at
 Caffe's offset, or ten crops. The preprocessing itself (`preprocess_fn`,
-`resize_shorter`, the crops) is `alexnet_keras.preprocessing`'s.
-
-The dataset API (`open_dataset`, `Split`, `DatasetInfo`, `dataset_summary`)
-is re-exported here, so a trainer needs one import.
+`resize_shorter`, the crops) is `alexnet_keras.preprocessing`'s. A trainer
+imports all of it, and `open_dataset`, from `alexnet_keras.data`.
 """
 
 import collections.abc
@@ -20,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import seeded_permutation
-from alexnet_keras.data.sources import DatasetInfo, dataset_summary, open_dataset
 from alexnet_keras.data.split import Split
 from alexnet_keras.preprocessing import (
     center_crop_tensor,
@@ -32,12 +29,8 @@ from alexnet_keras.preprocessing import (
 __all__ = [
     "IMAGENET_PCA_EIGVAL",
     "IMAGENET_PCA_EIGVEC",
-    "DatasetInfo",
-    "Split",
     "average_crops",
-    "dataset_summary",
     "eval_pipeline",
-    "open_dataset",
     "train_pipeline",
 ]
 
@@ -167,7 +160,7 @@ def train_pipeline(
 
     Example:
 
-    >>> from alexnet_keras.data.pipelines import open_dataset, train_pipeline
+    >>> from alexnet_keras.data import open_dataset, train_pipeline
     >>> splits, info = open_dataset("folder:../shared/data/cifar10-mini")
     >>> batches = train_pipeline(splits["train"], input_size=227, batch_size=4,
     ...                          preprocessing={"color_order": "BGR", "mean": [104, 117, 123]})
@@ -247,7 +240,7 @@ def eval_pipeline(
 
     Example:
 
-    >>> from alexnet_keras.data.pipelines import eval_pipeline, open_dataset
+    >>> from alexnet_keras.data import eval_pipeline, open_dataset
     >>> splits, info = open_dataset("folder:../shared/data/cifar10-mini")
     >>> batches = eval_pipeline(splits["eval"], input_size=227, batch_size=8,
     ...                         preprocessing="bvlc", ten_crop=True)
@@ -284,7 +277,7 @@ def average_crops(fn, crops):
     Example:
 
     >>> import numpy as np
-    >>> from alexnet_keras.data.pipelines import average_crops
+    >>> from alexnet_keras.data import average_crops
     >>> crops = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
     >>> average_crops(lambda x: x * 2, crops).numpy().tolist()
     [[4.0, 6.0], [16.0, 18.0]]

@@ -93,7 +93,7 @@ def _extract(extractor, ds, count, flip, path):
 def _features(config, model, splits, info, size, preprocessing, folder):
     import keras
 
-    from alexnet_keras.data import pipelines as data
+    from alexnet_keras import data
 
     extractor = keras.Model(model.inputs, model.get_layer(_OUTPUT[config.feature_layer]).output)
     if (folder / "done.json").exists():

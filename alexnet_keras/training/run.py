@@ -120,7 +120,7 @@ def _steps(config, setup, info):
 
 
 def _run(config):
-    from alexnet_keras.data import pipelines as data
+    from alexnet_keras import data
 
     out = _prepare_model_dir(config)
     strategy = make_strategy(config.strategy, config.cpu_devices)

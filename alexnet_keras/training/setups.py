@@ -200,8 +200,7 @@ def alexnet_setup(config, strategy, splits, info):
         ValueError: a new head (other classes than the weights') that
             `lr_mults` freezes, and what `build_model` refuses.
     """
-    from alexnet_keras import weights
-    from alexnet_keras.data import pipelines as data
+    from alexnet_keras import data, weights
 
     classes = len(info.class_names)
     with strategy.scope():
@@ -267,7 +266,7 @@ def cfg_setup(config, strategy, splits, info):
     Example:
 
     >>> import tensorflow as tf
-    >>> from alexnet_keras.data.pipelines import open_dataset
+    >>> from alexnet_keras.data import open_dataset
     >>> from alexnet_keras.training.config import resolve
     >>> cfg = "../shared/data/chm-release/example-layers/"
     >>> config = resolve("train", {"dataset": "folder:../shared/data/cifar10-mini",

@@ -151,7 +151,7 @@ class Trainer:
     def _make_eval_step(self):
         import tensorflow as tf
 
-        from alexnet_keras.data.pipelines import average_crops
+        from alexnet_keras.data import average_crops
 
         model, strategy = self.model, self.strategy
 

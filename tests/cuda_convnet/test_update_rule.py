@@ -25,7 +25,7 @@ from alexnet_keras.cuda_convnet import update_rule as convnet_training
 from alexnet_keras.cuda_convnet.cfg_net import read_net
 from alexnet_keras.cuda_convnet.cfg_weights import load_mirror
 from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
-from alexnet_keras.data.pipelines import open_dataset
+from alexnet_keras.data import open_dataset
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training.run import run
 from alexnet_keras.training.schedules import Schedule

@@ -9,16 +9,10 @@ import pytest
 import tensorflow as tf
 
 import alexnet_keras
+from alexnet_keras.data import dataset_summary, eval_pipeline, open_dataset, train_pipeline
 from alexnet_keras.data import sources as data_sources
 from alexnet_keras.data.image_folder import holdout_mask, seeded_permutation
-from alexnet_keras.data.pipelines import (
-    IMAGENET_PCA_EIGVAL,
-    IMAGENET_PCA_EIGVEC,
-    dataset_summary,
-    eval_pipeline,
-    open_dataset,
-    train_pipeline,
-)
+from alexnet_keras.data.pipelines import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
 from alexnet_keras.data.split import Split
 from alexnet_keras.preprocessing import resize_shorter
 from tests.conftest import IMAGENET_SAMPLE, SHARED, load_script, require

@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_keras.data import pipelines, sources, split
+from alexnet_keras.data import (
+    eval_pipeline,
+    open_dataset,
+    pipelines,
+    sources,
+    split,
+    train_pipeline,
+)
 from alexnet_keras.data.image_folder import seeded_permutation
-from alexnet_keras.data.pipelines import eval_pipeline, open_dataset, train_pipeline
 from alexnet_keras.data.split import Split, read_all
 from tests.conftest import SHARED, require
 from tests.data.test_pipelines import SMALL, assert_same_batches, batches, make_folder
