@@ -15,6 +15,7 @@ def quiet_tensorflow():
     # TF prints several INFO/oneDNN lines at import; users can still raise this.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _runtime.configure_environment()
+    _runtime.quiet_tensorflow_import()
 
 
 def fail(message, code):
