@@ -1,6 +1,12 @@
 """The weights file: metadata, rebuilding from it, atomic writes, broken files."""
 
 import json
+import os
+import re
+import signal
+import struct
+import sys
+import time
 
 import h5py
 import numpy as np
@@ -139,3 +145,82 @@ def test_layer_plan_and_write_arrays_match_keras(variant, size, tmp_path):
     for name, values in arrays.items():
         for got, want in zip(other.get_layer(name).get_weights(), values, strict=False):
             np.testing.assert_array_equal(got, want)
+
+
+def test_read_arrays_hands_back_the_saved_arrays(saved):
+    model, path = saved
+    arrays = W.read_arrays(path)
+    assert sorted(arrays) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    for name, values in arrays.items():
+        for got, want in zip(values, model.get_layer(name).get_weights(), strict=True):
+            assert got.dtype == np.float32 and got.flags.writeable
+            np.testing.assert_array_equal(got, want)
+
+
+def _small(path, meta):
+    """A small Keras-layout file (not AlexNet's plan): read with `kind="any"`."""
+    with h5py.File(path, "w") as f:
+        if meta is not None:
+            f.attrs[W.METADATA_KEY] = json.dumps(meta)
+        g = f.create_group("layers/dense/vars")
+        g.attrs["name"] = "fc"
+        g.create_dataset("0", data=np.arange(6, dtype=np.float32).reshape(2, 3))
+        g.create_dataset("1", data=np.ones(3, np.float32))
+    return path
+
+
+def test_any_kind_reads_other_keras_files_and_the_cache_follows_rewrites(tmp_path):
+    path = _small(tmp_path / "a.weights.h5", {"model": "other", "n": 1})
+    assert W.read_metadata(path, kind="any") == {"model": "other", "n": 1}
+    np.testing.assert_array_equal(
+        W.read_arrays(path, kind="any")["fc"][0], np.arange(6).reshape(2, 3)
+    )
+    with pytest.raises(ValueError, match=r"a\.weights\.h5: the alexnet-keras metadata lacks"):
+        W.read_metadata(path)
+    new = _small(tmp_path / "new.weights.h5", {"model": "other", "n": 2})
+    os.replace(new, path)  # a new file under the same name: the cached metadata is not reused
+    assert W.read_metadata(path, kind="any")["n"] == 2
+    assert W.read_metadata(_small(tmp_path / "b.weights.h5", None), kind="any") is None
+
+
+# A stand-in reader (`python -m tests.test_weights`), chosen by an environment variable.
+if __name__ == "__main__":
+    behaviour = os.environ.get("FAKE_WEIGHTS_READER")
+    if behaviour == "segfault":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif behaviour == "hang":
+        time.sleep(60)
+    elif behaviour == "lie":  # a header claiming an array the trailer never delivers
+        header = json.dumps({"metadata": None, "arrays": [["fc", 0, [1 << 40, 1 << 40]]]})
+        sys.stdout.buffer.write(b"AKW1" + struct.pack("<Q", len(header)) + header.encode())
+    elif behaviour == "bug":
+        raise AttributeError("a bug in the reader")
+
+
+@pytest.mark.parametrize("behaviour,message", [
+    ("segfault", r"a corrupt HDF5 file \(the reader crashed with SIGSEGV\)"),
+    ("hang", r"the weights reader did not finish within 1 s"),
+    ("lie", r"a corrupt HDF5 file \(the reader's answer is malformed: header: .*more array"),
+])  # fmt: skip
+def test_a_reader_that_crashes_hangs_or_lies_is_a_refusal(tmp_path, monkeypatch, behaviour,
+                                                          message):  # fmt: skip
+    from alexnet_keras import limits
+    from alexnet_keras.weights import _sandbox
+
+    path = _small(tmp_path / "a.weights.h5", {"n": 1})
+    monkeypatch.setattr(_sandbox, "READER", "tests.test_weights")
+    monkeypatch.setattr(limits, "WEIGHTS_READ_SECONDS", 1)
+    monkeypatch.setenv("FAKE_WEIGHTS_READER", behaviour)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
+        W.read_arrays(path, kind="any")
+    assert time.monotonic() - started < 20
+
+
+def test_a_reader_bug_is_not_passed_off_as_a_bad_file(tmp_path, monkeypatch):
+    from alexnet_keras.weights import _sandbox
+
+    monkeypatch.setattr(_sandbox, "READER", "tests.test_weights")
+    monkeypatch.setenv("FAKE_WEIGHTS_READER", "bug")
+    with pytest.raises(RuntimeError, match="a bug in the reader"):
+        W.read_arrays(_small(tmp_path / "a.weights.h5", {"n": 1}), kind="any")

@@ -7,6 +7,31 @@ the right model from the file alone. Arrays are matched to layers by the
 layer name Keras records in every `layers/*/vars` group, so a file also loads
 into a headless model or one built for the other input size.
 
+Reading: a weights file may come from anywhere, and HDF5 can point outside
+itself (external storage, external links) or crash libhdf5. Every reader here
+goes through `_sandbox.read`: a child process, bounded in time and memory,
+accepts only what Keras writes (see `_reader`) and hands back the checked
+metadata and arrays. Anything else is one `ValueError` line naming the file.
+
+The metadata schema (a JSON object, at most `limits.MAX_METADATA_BYTES`):
+
+- `variant` (required): a name of `variants.VARIANTS`.
+- `input_size` (required): one of `variants.INPUT_SIZES`.
+- `classes` (required): an integer, 1 to `limits.MAX_WEIGHTS_CLASSES`.
+- `format_version`: 1.
+- `class_names`: null, or `classes` entries, each a name or an `[id, name]`
+  pair of strings.
+- `preprocessing`: null, or `{"color_order": "BGR" | "RGB", "mean": M,
+  "pixel_range": [0, 255]}`, `mean` (optional) being 3 finite numbers or an
+  `input_size` x `input_size` x 3 nest of them.
+- `source`: null, or an object of at most 64 fields, each a string, a finite
+  number, a boolean or null.
+- `alexnet_keras_version`: a string.
+
+Strings are at most `limits.MAX_METADATA_STRING` characters; no other key is
+accepted. The arrays must be exactly the layers and shapes
+`geometry.layer_plan(variant, input_size, classes)` gives.
+
 Files are written to a temporary name in the target folder and renamed at the
 end: a crash never leaves a half-written file under the final name.
 """
@@ -19,11 +44,18 @@ import tempfile
 import numpy as np
 
 from alexnet_keras.version import __version__
+from alexnet_keras.weights._schema import FORMAT_VERSION, METADATA_KEY
 
-__all__ = ["load_into", "read_arrays", "read_metadata", "save_weights", "write_arrays"]
-
-METADATA_KEY = "alexnet_keras"
-FORMAT_VERSION = 1
+__all__ = [
+    "METADATA_KEY",
+    "atomic_write",
+    "load_into",
+    "read_arrays",
+    "read_metadata",
+    "save_weights",
+    "write_arrays",
+    "write_model_weights",
+]
 
 
 def _h5py():
@@ -32,22 +64,18 @@ def _h5py():
     return h5py
 
 
-def _open(path):
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such weights file")
-    h5py = _h5py()
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        raise ValueError(f"{path}: not an HDF5 file (expected a .weights.h5)") from None
+def read_metadata(path, *, kind="alexnet"):
+    """Returns the metadata dict of a weights file, after checking the whole file.
 
-
-def read_metadata(path):
-    """Returns the metadata dict of a weights file.
+    Args:
+        path: the `.weights.h5`.
+        kind: `"alexnet"`, a file of the schema above; or `"any"`, any Keras
+            weights file whose metadata, if any, is a JSON object (then None
+            when it has none).
 
     Raises:
-        ValueError: if the file is missing, not HDF5, or has no valid metadata.
+        ValueError: if the file is missing, not HDF5, not what Keras writes,
+            or has no valid metadata.
 
     Example:
 
@@ -59,48 +87,39 @@ def read_metadata(path):
     >>> meta["variant"], meta["classes"], meta["input_size"]
     ('caffenet', 10, 227)
     """
-    with _open(path) as f:
-        raw = f.attrs.get(METADATA_KEY)
-    if raw is None:
-        raise ValueError(
-            f"{path}: a weights file without alexnet-keras metadata; "
-            "write it with `alexnet-keras convert` or alexnet_keras.weights.save_weights"
-        )
-    try:
-        meta = json.loads(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: the alexnet-keras metadata is not valid JSON") from None
-    for key in ("variant", "classes", "input_size"):
-        if key not in meta:
-            raise ValueError(f"{path}: the alexnet-keras metadata lacks `{key}`")
-    return meta
+    from alexnet_keras.weights import _sandbox
+
+    return _sandbox.read(path, arrays=False, kind=kind)[0]
 
 
-def read_arrays(path):
-    """Returns `{layer_name: [arrays]}` from a Keras `.weights.h5`."""
-    arrays = {}
-    with _open(path) as f:
-        layers = f.get("layers")
-        if layers is None:
-            raise ValueError(f"{path}: not a Keras weights file (no `layers` group)")
-        for group in layers.values():
-            vars_ = group.get("vars")
-            if vars_ is None or "name" not in vars_.attrs or not len(vars_):
-                continue
-            name = vars_.attrs["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            arrays[name] = [np.asarray(vars_[k]) for k in sorted(vars_, key=int)]
-    return arrays
+def read_arrays(path, *, kind="alexnet"):
+    """Returns `{layer_name: [arrays]}` from a checked Keras `.weights.h5`.
+
+    Args:
+        path: the `.weights.h5`.
+        kind: as in `read_metadata`.
+
+    Raises:
+        ValueError: as `read_metadata`.
+    """
+    from alexnet_keras.weights import _sandbox
+
+    return _sandbox.read(path, arrays=True, kind=kind)[1]
 
 
-def load_into(model, path):
+def load_into(model, path, *, kind="alexnet"):
     """Loads every weighted layer of `model` from `path`, matched by layer name.
 
     Layers of the file that `model` lacks (e.g. the classifier of a headless
     model) are left unused; a layer of `model` that the file lacks, or whose
     shapes differ, is an error naming it.
+
+    Args:
+        model: a Keras model.
+        path: the `.weights.h5`.
+        kind: as in `read_metadata`.
     """
-    arrays = read_arrays(path)
+    arrays = read_arrays(path, kind=kind)
     for layer in model.layers:
         if not layer.weights:
             continue
