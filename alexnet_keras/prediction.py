@@ -23,12 +23,15 @@ def collect_images(paths):
     """The image files named by `paths`: files as given, folders searched recursively.
 
     Folders contribute files with an image extension (`.jpg`, `.jpeg`, `.png`,
-    `.bmp`, `.gif`), in sorted order; hidden files and folders are skipped.
-    Every file is then checked from its first and last bytes.
+    `.bmp`, `.gif`), in sorted order; hidden files and folders are skipped,
+    and so are symlinks leading out of the folder or into a loop (counted in
+    one warning). Every file is then checked without decoding it
+    (`data.image_folder.check_image`: a regular file, its header, its size).
 
     Raises:
         ValueError: a path that does not exist, a folder without images, or
-            a file that is not a whole JPEG/PNG/BMP/GIF image.
+            the first file that is not a whole JPEG/PNG/BMP/GIF image of an
+            accepted size (a FIFO, a device, a 1x100000 strip), by name.
 
     Example:
 
@@ -43,7 +46,7 @@ def collect_images(paths):
             if not found:
                 raise ValueError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += map(pathlib.Path, found)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             files.append(path)
         else:
             raise ValueError(f"{path}: no such file or folder")

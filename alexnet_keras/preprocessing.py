@@ -346,6 +346,12 @@ def resize_shorter(image, size):
 def load_image(path, size=256):
     """Reads an image file as RGB float32 0..255, shorter side resized to `size`.
 
+    The file is checked before it is decoded: a regular file of at most
+    `limits.MAX_IMAGE_BYTES`, whose header (`image_header`) gives a size
+    within the bounds of `image_header.size_problem` (sides, pixels and the
+    pixels after resizing), so no file can make the decoder or the resize
+    allocate more than those bounds allow.
+
     Args:
         path: a JPEG, PNG, BMP or GIF file.
         size: the length of the shorter side after resizing (bilinear,
@@ -355,7 +361,8 @@ def load_image(path, size=256):
         `(H, W, 3)` float32 NumPy array.
 
     Raises:
-        ValueError: if the file cannot be read or decoded as an image.
+        ValueError: `"{path}: ..."` in one line, if the file cannot be read,
+            its size is refused, or it does not decode as an image.
 
     Example:
 
@@ -365,12 +372,23 @@ def load_image(path, size=256):
     """
     import tensorflow as tf
 
+    from alexnet_keras.files import read_bounded
+    from alexnet_keras.image_header import check_image_size, image_size
+    from alexnet_keras.limits import MAX_IMAGE_BYTES
+
     try:
-        data = tf.io.read_file(str(path))
+        data = read_bounded(path, "an image file", MAX_IMAGE_BYTES)
+        _, width, height = image_size(data)
+    except ValueError as e:
+        message = str(e).removeprefix(f"{path}: ")
+        raise ValueError(f"{path}: not a readable image ({message})") from None
+    check_image_size(width, height, path)
+    try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
-    except (tf.errors.OpError, OSError) as e:
+    except tf.errors.OpError as e:
         message = getattr(e, "message", str(e)).splitlines()[0]
         raise ValueError(f"{path}: not a readable image ({message})") from None
+    check_image_size(int(image.shape[1]), int(image.shape[0]), path)
     image = tf.cast(image, tf.float32)
     if size is not None:
         image = resize_shorter(image, size)

@@ -16,10 +16,12 @@ import os
 
 import numpy as np
 
+from alexnet_keras.image_header import read_image_size, size_problem
+from alexnet_keras.limits import MAX_WALK_DEPTH
+
 __all__ = [
     "EVAL_FOLDERS",
     "IMAGE_EXTENSIONS",
-    "IMAGE_SIGNATURES",
     "TAIL_BYTES",
     "FolderListing",
     "check_image",
@@ -27,19 +29,20 @@ __all__ = [
     "image_files",
     "list_image_folder",
     "seeded_permutation",
+    "walk_images",
 ]
 
 log = logging.getLogger("alexnet_keras")
 
 # The one suffix set of image files: datasets, `predict`, verification.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# How each of those formats starts; `check_image` and the serving graph's
-# request check read these (the serving graph also accepts WebP).
-IMAGE_SIGNATURES = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n", "GIF": b"GIF8",
-                    "BMP": b"BM"}  # fmt: skip
-# The end-of-image marker is looked for in this many final bytes: encoders and
-# cameras may pad or append after it, and decoders accept such files.
+# Their formats (`image_header` reads the size of each; serving takes WebP too).
+FOLDER_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+# The end markers are looked for in this many final bytes: encoders and cameras
+# may pad or append after them, and decoders accept such files.
 TAIL_BYTES = 1024
+_ENDS = {"JPEG": (b"\xff\xd9", "truncated JPEG (no end-of-image marker FFD9)"),
+         "PNG": (b"IEND", "truncated PNG (no IEND chunk)")}  # fmt: skip
 # The eval folder, in order of preference.
 EVAL_FOLDERS = ("val", "validation", "test")
 
@@ -54,7 +57,8 @@ class FolderListing:
         eval_split: `"val"`, `"validation"`, `"test"` or `"holdout"`.
         files: `{"train": (paths, labels), "eval": (paths, labels)}`; paths are
             `os.fsencode`d bytes (an object array), labels int32.
-        skipped: `{"train": int, "eval": int}` files that failed `check_image`.
+        skipped: `{"train": int, "eval": int}` files that failed `check_image`,
+            and symlinks or folders the walk did not follow.
     """
 
     name: str
@@ -64,7 +68,6 @@ class FolderListing:
     skipped: dict
 
 
-# ---------------------------------------------------------------------------
 # Seeded choices that depend on nothing but the seed (no library RNG streams,
 # which may change between NumPy or TensorFlow versions).
 
@@ -148,40 +151,29 @@ def holdout_mask(labels, num_classes, fraction, seed):
     return mask
 
 
-# ---------------------------------------------------------------------------
-# Image folders.
-
-
 def check_image(path):
-    """`None` if the file looks like a whole image, else why not.
+    """`None` if the file looks like a whole image of an accepted size, else why not.
 
-    A cheap check of the first and last bytes: JPEG `FFD8FF` with `FFD9` in
-    the last KiB, PNG signature with `IEND` in the last KiB, BMP `BM`, GIF
-    `GIF8`. Empty and unreadable files fail.
+    Nothing is decoded: `stat` first (a FIFO or a device is never opened), the
+    header (`image_header.read_image_size`, `size_problem`), then the end of a
+    JPEG (`FFD9` in the last KiB) or a PNG (`IEND` in the last KiB).
 
     Example:
 
     >>> from alexnet_keras.data.image_folder import check_image
     >>> check_image("../shared/data/cifar10-mini/train/cat/0000.jpg") is None
     True
+    >>> check_image("/dev/zero")
+    'is a device, expected an image file'
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if not head:
-                return "empty file"
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - TAIL_BYTES))
-            tail = f.read()
+        kind, width, height, tail = read_image_size(path, formats=FOLDER_FORMATS, tail=TAIL_BYTES)
+    except ValueError as e:
+        return str(e).removeprefix(f"{path}: ")
     except OSError as e:
         return f"unreadable ({e.strerror})"
-    if head.startswith(IMAGE_SIGNATURES["JPEG"]):
-        return None if b"\xff\xd9" in tail else "truncated JPEG (no end-of-image marker FFD9)"
-    if head == IMAGE_SIGNATURES["PNG"]:
-        return None if b"IEND" in tail else "truncated PNG (no IEND chunk)"
-    if head.startswith((IMAGE_SIGNATURES["BMP"], IMAGE_SIGNATURES["GIF"])):
-        return None
-    return f"not a JPEG, PNG, BMP or GIF file (it starts with {head[:4]!r})"
+    end, truncated = _ENDS.get(kind, (b"", None))
+    return size_problem(width, height) or (None if end in tail else truncated)
 
 
 def _subfolders(path):
@@ -189,11 +181,66 @@ def _subfolders(path):
         return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
 
 
-def image_files(folder):
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def walk_images(folder, root=None):
+    """`(files, not_followed)`: the image files under `folder`, and what the walk left out.
+
+    It reads no file. It follows a symlink only if its resolved target stays
+    in `root` (default `folder`), enters each folder once (by `(st_dev,
+    st_ino)`: `a -> .` loops end), at most `MAX_WALK_DEPTH` deep. `files`:
+    every entry with an image suffix, sorted, a folder's files before its
+    subfolders; a FIFO named `x.jpg` is listed, for `check_image` to refuse.
+    """
+    root = os.path.realpath(root if root is not None else folder)
+    files, seen, not_followed = [], set(), 0
+
+    def visit(directory, depth):
+        nonlocal not_followed
+        try:
+            info = os.stat(directory)
+            if (info.st_dev, info.st_ino) in seen or depth > MAX_WALK_DEPTH:
+                not_followed += 1
+                return
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(directory) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError:
+            not_followed += 1
+            return
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink() and not _inside(os.path.realpath(entry.path), root):
+                not_followed += entry.name.lower().endswith(IMAGE_EXTENSIONS) or _is_dir(entry)
+            elif _is_dir(entry):
+                subfolders.append(entry.path)
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(entry.path)
+        for subfolder in subfolders:
+            visit(subfolder, depth + 1)
+
+    outside = not _inside(os.path.realpath(folder), root)  # then it is left out, as too deep
+    visit(os.fspath(folder), MAX_WALK_DEPTH + 1 if outside else 0)
+    return files, not_followed
+
+
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink to itself
+        return False
+
+
+def image_files(folder, root=None):
     """The image files under `folder`, recursively, in sorted order: the one lister.
 
-    Files with a suffix of `IMAGE_EXTENSIONS`, in any case; hidden files and
-    folders are skipped. The content is not checked (see `check_image`).
+    Files with a suffix of `IMAGE_EXTENSIONS`, in any case, by `walk_images`
+    (what it leaves out is logged once); hidden files and folders are
+    skipped. The content is not checked (see `check_image`).
 
     Example:
 
@@ -201,26 +248,26 @@ def image_files(folder):
     >>> [f.rsplit("/", 1)[1] for f in image_files("../shared/data/cifar10-mini/test/cat")][:2]
     ['0000.jpg', '0001.jpg']
     """
-    files = []
-    for top, dirs, names in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [
-            os.path.join(top, name)
-            for name in sorted(names)
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-        ]
+    files, not_followed = walk_images(folder, root)
+    if not_followed:
+        log.warning("%s: left out %d symlinks or folders that lead out of it, into a loop or "
+                    "deeper than %d folders", folder, not_followed, MAX_WALK_DEPTH)  # fmt: skip
     return files
 
 
-def _list_folder(root, class_names, strict):
-    """`(paths, labels, skipped)` for `root/<class>/...`; labels index `class_names`."""
-    paths, labels = [], []
+def _list_folder(root, class_names, strict, dataset_root):
+    """`(paths, labels, skipped)` for `root/<class>/...`; labels index `class_names`.
+
+    `skipped` counts the files `check_image` refuses and what `walk_images` left out.
+    """
+    paths, labels, not_followed = [], [], 0
     for label, name in enumerate(class_names):
         class_dir = os.path.join(root, name)
         if os.path.isdir(class_dir):
-            files = image_files(class_dir)
+            files, left_out = walk_images(class_dir, dataset_root)
             paths += files
             labels += [label] * len(files)
+            not_followed += left_out
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         problems = list(pool.map(check_image, paths, chunksize=64))
     bad = [i for i, problem in enumerate(problems) if problem]
@@ -228,12 +275,12 @@ def _list_folder(root, class_names, strict):
         i = bad[0]
         raise ValueError(
             f"{paths[i]}: not a valid image: {problems[i]}. Expected a JPEG, PNG, BMP or "
-            "GIF file; remove it, or open the dataset with strict=False to skip such files."
+            "GIF file; remove it, or open the dataset with strict=False to skip such files"
         )
     keep = np.ones(len(paths), bool)
     keep[bad] = False
     paths = np.array([os.fsencode(p) for p in paths], dtype=object)[keep]
-    return paths, np.asarray(labels, np.int32)[keep], len(bad)
+    return paths, np.asarray(labels, np.int32)[keep], len(bad) + not_followed
 
 
 def _layout(root, name, path):
@@ -303,7 +350,7 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
     root = os.path.abspath(os.path.expanduser(path))
     name = f"folder:{root}"
     train_root, eval_root, eval_split, class_names = _layout(root, name, path)
-    train = _list_folder(train_root, class_names, strict)
+    train = _list_folder(train_root, class_names, strict, root)
     if not len(train[0]):
         raise ValueError(
             f"{train_root}: no images in its {len(class_names)} class folders. Expected "
@@ -311,7 +358,7 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
             + (f" ({train[2]} files skipped as not images)" if train[2] else "")
         )
     if eval_root:
-        evals = _list_folder(eval_root, class_names, strict)
+        evals = _list_folder(eval_root, class_names, strict, root)
         if not len(evals[0]):
             raise ValueError(
                 f"{eval_root}: no images. Expected {'/'.join(IMAGE_EXTENSIONS)} files under "
@@ -331,8 +378,9 @@ def list_image_folder(path, *, seed=0, strict=False, holdout=0.1):
     skipped = {"train": train[2], "eval": evals[2]}
     if train[2] or evals[2]:
         log.warning(
-            "%s: skipped %d files that are empty or not images (train %d, eval %d); "
-            "open it with strict=True to stop at the first one",
+            "%s: skipped %d files that are empty or not images, or symlinks and folders "
+            "leading out of it or into a loop (train %d, eval %d); open it with strict=True "
+            "to stop at the first bad file",
             name, train[2] + evals[2], train[2], evals[2],
         )  # fmt: skip
     return FolderListing(

@@ -48,8 +48,9 @@ class DatasetInfo:
         eval_split: where the eval examples come from: `"test"`, `"val"`,
             `"validation"` or `"holdout"` (a seeded part of the training data).
         skipped: `{"train": int, "eval": int}`, files skipped at listing time
-            as empty or not images (folder source). Files that pass that check
-            but fail to decode are dropped by the pipeline and not counted.
+            as empty, not images or of a refused size, and symlinks the walk
+            did not follow (folder source). Files that pass that check but
+            fail to decode are dropped by the pipeline and not counted.
     """
 
     name: str
@@ -237,11 +238,16 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
             has no images, one class only, or eval classes not in train; with
             `strict=True`, the first file that is not an image.
 
-    Files in a folder are checked when listed, by their first and last bytes
-    (JPEG `FFD8FF` ... `FFD9`, PNG signature ... `IEND`, BMP `BM`, GIF `GIF8`;
-    empty files fail). Those that fail are skipped, counted in
-    `info.skipped` and reported in one warning on the `alexnet_keras` logger.
-    A file that passes but still fails to decode is dropped when read
+    Files in a folder are checked when listed, without decoding
+    (`image_folder.check_image`): a regular file (a FIFO or a device named
+    `x.jpg` is never opened) of at most `limits.MAX_IMAGE_BYTES`, a JPEG,
+    PNG, BMP or GIF header whose size passes `image_header.size_problem`
+    (sides, pixels, pixels after the resize to 256, a GIF's frames), and the
+    JPEG `FFD9` or PNG `IEND` end. The walk follows a symlink only within the
+    dataset folder and never enters a folder twice. Files that fail, and
+    what the walk left out, are skipped, counted in `info.skipped` and
+    reported in one warning on the `alexnet_keras` logger. A file that
+    passes but still fails to decode is dropped when read
     (`Dataset.ignore_errors`); it is not counted.
 
     Example:

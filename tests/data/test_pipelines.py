@@ -16,6 +16,7 @@ from alexnet_keras.data.pipelines import IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVE
 from alexnet_keras.data.split import Split
 from alexnet_keras.preprocessing import resize_shorter
 from tests.conftest import IMAGENET_SAMPLE, SHARED, load_script, require
+from tests.data import images as image_bytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TFDS_DIR = SHARED / "data" / "tfds"
@@ -209,14 +210,11 @@ def test_holdout_allocation_by_largest_remainder():
 
 
 def test_folder_image_formats_and_nested_files(tmp_path, rng):
-    pixels = rng.integers(0, 256, (6, 5, 3))
+    pixels = rng.integers(0, 256, (18, 16, 3))  # the smallest side accepted is 16
     write_image(tmp_path / "train/a/x.PNG", pixels)
     write_image(tmp_path / "train/a/sub/y.bmp", pixels)
     write_image(tmp_path / "train/b/z.JPEG", pixels)
-    gif = bytes.fromhex(  # 1x1 GIF89a
-        "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
-    )
-    (tmp_path / "train/b/w.gif").write_bytes(gif)
+    (tmp_path / "train/b/w.gif").write_bytes(image_bytes.gif(16, 17))
     write_image(tmp_path / "val/b/v.png", pixels)
     (tmp_path / "train/a/notes.txt").write_text("not an image, not counted")
     (tmp_path / "train/.cache").mkdir()  # hidden folders are not classes
@@ -227,7 +225,7 @@ def test_folder_image_formats_and_nested_files(tmp_path, rng):
     assert [y for _, y in images] == [0, 0, 1, 1]
     np.testing.assert_array_equal(images[0][0], pixels)  # PNG: lossless
     np.testing.assert_array_equal(images[1][0], pixels)  # BMP: lossless
-    assert images[2][0].shape == (1, 1, 3) and images[3][0].shape == (6, 5, 3)
+    assert images[2][0].shape == (17, 16, 3) and images[3][0].shape == (18, 16, 3)
 
 
 def test_bad_files_are_skipped_counted_and_logged(tmp_path, rng, caplog):
@@ -238,9 +236,9 @@ def test_bad_files_are_skipped_counted_and_logged(tmp_path, rng, caplog):
     (tmp_path / "train/b/text.jpg").write_text("this is not a JPEG")
     (tmp_path / "test/a/empty.png").write_bytes(b"")
     (tmp_path / "train/b/cut.png").write_bytes(good.read_bytes()[:-20])
-    # Passes the cheap check (JPEG start and end markers) but cannot decode:
-    # dropped when read, not counted.
-    (tmp_path / "train/a/garbage.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 64 + b"\xff\xd9")
+    # Passes the cheap check (a frame header, an end marker) but has no scan to
+    # decode: dropped when read, not counted.
+    (tmp_path / "train/a/garbage.jpg").write_bytes(image_bytes.jpeg_header(64, 48))
     with caplog.at_level(logging.WARNING, logger="alexnet_keras"):
         splits, info = open_dataset(f"folder:{tmp_path}")
     assert info.skipped == {"train": 3, "eval": 1}
@@ -264,7 +262,7 @@ def test_bad_files_are_skipped_counted_and_logged(tmp_path, rng, caplog):
     with pytest.raises(ValueError, match=r"text\.jpg: not a valid image: not a JPEG"):
         open_dataset(f"folder:{tmp_path}", strict=True)
     (tmp_path / "train/b/text.jpg").unlink()
-    with pytest.raises(ValueError, match=r"empty\.png: not a valid image: empty file"):
+    with pytest.raises(ValueError, match=r"empty\.png: not a valid image: the file is empty"):
         open_dataset(f"folder:{tmp_path}", strict=True)
 
 

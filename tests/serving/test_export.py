@@ -106,7 +106,7 @@ def _bad_requests(good):
         "1x1 image": (_png(1, 1), "the image is 1x1 pixels; at least 16x16"),
         "a huge PNG header": (
             _png(20, 20)[:16] + (60000).to_bytes(4, "big") * 2 + _png(20, 20)[24:],
-            "at most 50000000",
+            "the image is 60000x60000 pixels; each side may be at most 16384",
         ),
     }
 
