@@ -1,5 +1,6 @@
 """The restricted unpickler: arrays and containers load, anything that could run code is refused."""
 
+import collections
 import io
 import pickle
 
@@ -92,3 +93,62 @@ def test_truncated_pickles_are_value_errors(cut):
 def test_garbage_is_a_value_error():
     with pytest.raises(ValueError):
         safe_pickle.load(io.BytesIO(b"\x80\x02\xff\xfe\xfd"))
+
+
+def _same(got, want):
+    if isinstance(want, np.ndarray):
+        assert isinstance(got, np.ndarray) and got.dtype == want.dtype and got.shape == want.shape
+        assert got.flags.f_contiguous == want.flags.f_contiguous
+        assert got.tobytes(order="A") == want.tobytes(order="A")
+    elif isinstance(want, dict):
+        assert type(got) is type(want) and list(got) == list(want)
+        for k in want:
+            _same(got[k], want[k])
+    elif isinstance(want, (list, tuple)):
+        assert type(got) is type(want) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _same(g, w)
+    else:
+        assert type(got) is type(want) and (got == want or got != got)
+
+
+def _real_forms():
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.standard_normal((3, 4), np.float32),
+        np.asfortranarray(rng.standard_normal((4, 5))),
+        np.arange(6, dtype=">i4").reshape(2, 3),
+        np.array([True, False]),
+        np.arange(4, dtype=np.uint8),
+        np.array([1 + 2j], np.complex64),
+        np.ones(3, np.float16),
+        np.zeros((0, 7), np.float32),
+        np.array(5.0),
+    ]
+    return {
+        "arrays": arrays,
+        b"scalars": (np.float64(2.5), np.int64(-3), np.float32("nan")),
+        "ordered": collections.OrderedDict([("b", 1), ("a", [None, 1.5, "x"])]),
+        "shared": [arrays[0], arrays[0]],
+    }
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_every_real_form_loads_bit_identical(protocol):
+    data = pickle.dumps(_real_forms(), protocol=protocol)
+    got, want = safe_pickle.loads(data), pickle.loads(data)
+    _same(got, want)
+    assert got["shared"][0] is got["shared"][1]  # a memo reference stays one array
+
+
+def test_python2_forms_load_bit_identical():
+    from tests import convnet_files as cf
+    from tests.npy_files import py2_npy_bytes
+
+    data = {"conv1": [np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.zeros(3, np.float32)],
+            "fc6": {"weights": np.asfortranarray(np.ones((5, 2), np.float32))}}  # fmt: skip
+    for raw in (py2_npy_bytes(data)[128:], cf.py2_dumps(data)):
+        got, want = safe_pickle.loads(raw), pickle.loads(raw, encoding="latin1")
+        if isinstance(want, np.ndarray):  # the .npy holder
+            got, want = got.item(), want.item()
+        _same(got, want)

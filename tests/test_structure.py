@@ -20,8 +20,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "alexnet_keras"
 RANKS = {
     "version": 0, "_runtime": 0, "resources": 0, "progress": 0, "files": 0, "variants": 0,
     "limits": 0,
-    "safe_pickle": 0,
-    "geometry": 1, "image_header": 1,
+    "geometry": 1, "safe_pickle": 1, "image_header": 1,
     "layers": 2, "registry": 2, "weights": 2,
     "caffe": 3,
     "pretrained": 4,

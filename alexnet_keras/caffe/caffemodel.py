@@ -14,6 +14,7 @@ import struct
 
 import numpy as np
 
+from alexnet_keras import limits
 from alexnet_keras.caffe.params import (
     SCHEMAS,
     V1_TYPES,
@@ -44,6 +45,7 @@ _V0_LAYER = 1  # V1LayerParameter.layer: a whole V0LayerParameter (Caffe of 2013
 _DATA, _DOUBLE_DATA, _SHAPE = 5, 8, 7
 _DATA_TAG, _DOUBLE_TAG = (_DATA << 3) | _I32, (_DOUBLE_DATA << 3) | _I64
 _LEGACY_DIMS = {1: "num", 2: "channels", 3: "height", 4: "width"}
+_INT_MAX = 2**31 - 1
 
 
 class _Corrupt(ValueError):
@@ -110,12 +112,19 @@ def _text(buf, value, wire, what):
     return bytes(buf[value[0] : value[1]]).decode("utf-8", errors="replace")
 
 
-def _packed_varints(buf, start, end):
+def _packed_varints(buf, start, end, limit=limits.MAX_CAFFE_REPEATED):
     values = []
     while start < end:
         value, start = _varint(buf, start, end)
         values.append(value)
+        _at_most(len(values), limit, "values in one repeated field", start)
     return values
+
+
+def _at_most(count, limit, what, pos):
+    # Checked as items are added, so a hostile count never allocates more than the limit.
+    if count > limit:
+        raise _Corrupt(f"not a Caffe .caffemodel (more than {limit:,} {what} at byte {pos})")
 
 
 def _f32(buf, offset):
@@ -141,6 +150,7 @@ def _message(buf, start, end, schema):
         else:
             raise _Corrupt(f"not a Caffe .caffemodel ({name} has wire type {wire})")
         raw.setdefault(name, []).extend(values)
+        _at_most(len(raw[name]), limits.MAX_CAFFE_REPEATED, f"values of {name}", start)
     return raw
 
 
@@ -149,9 +159,10 @@ def _dims(buf, start, end):
     dims = []
     for number, wire, value in _fields(buf, start, end):
         if number == 1 and wire == _LEN:
-            dims += [_signed(v) for v in _packed_varints(buf, *value)]
+            dims += [_signed(v) for v in _packed_varints(buf, *value, limits.MAX_ARRAY_DIMS)]
         elif number == 1 and wire == _VARINT:
             dims.append(_signed(value))
+        _at_most(len(dims), limits.MAX_ARRAY_DIMS, "dimensions in a blob shape", start)
     return dims
 
 
@@ -215,7 +226,12 @@ def _values(shape, chunks, where):
     shape = tuple(shape)
     if any(d < 0 for d in shape):
         raise _Corrupt(f"{where} has a negative dimension in its shape {shape}")
+    if len(shape) > limits.MAX_ARRAY_DIMS:
+        raise _Corrupt(f"{where} has {len(shape)} dimensions; Caffe allows {limits.MAX_ARRAY_DIMS}")
     count = math.prod(shape)  # exact: a hostile shape must not wrap around to match
+    if max(shape, default=0) > _INT_MAX or count > _INT_MAX:
+        # Caffe's Blob::Reshape checks count <= INT_MAX; numpy would refuse past its own limit.
+        raise _Corrupt(f"{where} has shape {shape}, more than a Caffe blob holds ({_INT_MAX:,})")
     floats, doubles = chunks[_DATA], chunks[_DOUBLE_DATA]
     n_floats, n_doubles = sum(map(len, floats)), sum(map(len, doubles))
     if n_floats and n_doubles:
@@ -247,8 +263,10 @@ def _layer(buf, start, end, form, index):
         elif number in (form["bottom"], form["top"]):
             key = "bottom" if number == form["bottom"] else "top"
             lists[key].append(_text(buf, value, wire, f"a layer {key}"))
+            _at_most(len(lists[key]), limits.MAX_CAFFE_REPEATED, f"{key}s", value[1])
         elif number == form["blobs"] and wire == _LEN:
             blobs.append(value)
+            _at_most(len(blobs), limits.MAX_CAFFE_REPEATED, "blobs", value[1])
         elif number in form["params"] and wire == _LEN:
             message = form["params"][number]
             for key, values in _message(buf, *value, SCHEMAS[message]).items():
@@ -265,19 +283,24 @@ def _layer(buf, start, end, form, index):
         legacy |= is_legacy
     kind = layer_kind(source_type)
     params = {**layer_params(name, kind, messages), **lists}
-    return SourceLayer(name, kind, arrays, params, source_type), legacy
+    values = sum(map(len, lists.values())) + len(blobs)
+    values += sum(len(v) for message in messages.values() for v in message.values())
+    return SourceLayer(name, kind, arrays, params, source_type), legacy, values
 
 
 def _net(buf):
     net_name, layers, notes, forms = None, [], [], set()
-    legacy = False
+    legacy, values = False, 0
     for number, wire, value in _fields(buf, 0, len(buf)):
         if number == 1 and wire == _LEN:
             net_name = _text(buf, value, wire, "the net name")
         elif number in (100, 2) and wire == _LEN:
             form = _NEW if number == 100 else _V1
             forms.add(number)
-            layer, is_legacy = _layer(buf, *value, form, len(layers))
+            _at_most(len(layers) + 1, limits.MAX_CAFFE_LAYERS, "layers", value[0])
+            layer, is_legacy, count = _layer(buf, *value, form, len(layers))
+            values += count
+            _at_most(values, limits.MAX_CAFFE_VALUES, "names and parameter values", value[1])
             layers.append(layer)
             legacy |= is_legacy
     if not layers:

@@ -12,6 +12,8 @@ order. Everything goes through `safe_pickle`; nothing in the file runs.
 import pickle
 import re
 import struct
+import tokenize
+import warnings
 
 import numpy as np
 
@@ -32,8 +34,12 @@ def _read_header(f, path):
         read = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
         if version not in read:
             raise ValueError(f"unsupported .npy version {version}")
-        return read[version](f)
-    except ValueError as e:
+        with warnings.catch_warnings():
+            # "created on Python 2": expected of this file, and not for stderr.
+            warnings.simplefilter("ignore", UserWarning)
+            return read[version](f)
+    except (ValueError, SyntaxError, tokenize.TokenError) as e:
+        # numpy tokenizes the header dict: a mangled one is a TokenError, not a ValueError.
         raise ValueError(f"{path}: not a valid .npy file ({e})") from None
 
 
@@ -137,7 +143,9 @@ def read_npy(path):
     for key, value in obj.items():
         name = _text(key)
         if not isinstance(name, str):
-            raise ValueError(f"{path}: layer names must be strings. Received: {key!r}")
+            raise ValueError(
+                f"{path}: layer names must be strings. Received: {safe_pickle.brief(key)}"
+            )
         kind = re.match(r"[a-z]*", name).group(0)
         layers.append(
             SourceLayer(

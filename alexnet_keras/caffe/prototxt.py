@@ -9,15 +9,17 @@ or layer order (CaffeNet pools before it normalises) is a different network.
 
 import dataclasses
 import math
+import pathlib
 import re
 
+from alexnet_keras import limits
 from alexnet_keras.caffe.params import (
     MESSAGES,
     V1_TYPES,
     layer_kind,
     layer_params,
 )
-from alexnet_keras.files import existing_file
+from alexnet_keras.files import read_bounded
 
 __all__ = ["PrototxtNet", "check_against", "read_prototxt"]
 
@@ -132,7 +134,7 @@ class _Parser:
     def peek(self):
         return self.tokens[self.pos]
 
-    def block(self, line, close):
+    def block(self, line, close, depth=0):
         block = _Block(line)
         while True:
             token = self.next()
@@ -149,7 +151,9 @@ class _Parser:
                 self.next()
             if self.peek()[0] == "punct" and self.peek()[1] in _CLOSE:
                 opener = self.next()
-                values = [self.block(opener[3], _CLOSE[opener[1]])]
+                if depth >= limits.MAX_PROTOTXT_DEPTH:
+                    self.error(opener, f"blocks nested deeper than {limits.MAX_PROTOTXT_DEPTH}")
+                values = [self.block(opener[3], _CLOSE[opener[1]], depth + 1)]
             elif sep[1] != ":" or sep[0] != "punct":
                 self.error(sep, f"expected ':' or '{{' after '{name}'")
             else:
@@ -241,9 +245,10 @@ def read_prototxt(path):
             expected ':' or '{' after 'kernel_size'. Received: '}'"`; also a
             missing, empty or binary file, or one without layers.
     """
-    path = existing_file(path, "a .prototxt file")
+    path = pathlib.Path(path)
+    data = read_bounded(path, "a .prototxt file", limits.MAX_CFG_BYTES)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text .prototxt (a binary .caffemodel?)") from None
     top = _Parser(text, path).block(1, None)

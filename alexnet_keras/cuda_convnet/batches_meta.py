@@ -12,6 +12,7 @@ import numpy as np
 
 from alexnet_keras.cuda_convnet.checkpoint_io import key_list, kind, load_file, plain
 from alexnet_keras.files import existing_file
+from alexnet_keras.safe_pickle import brief
 
 __all__ = ["read_batches_meta"]
 
@@ -64,7 +65,7 @@ def read_batches_meta(path, *, channels=3):
         )
     labels = meta.pop("label_names", [])
     if not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"{file}: label_names must be a list of str. Received: {labels!r:.80}")
+        raise ValueError(f"{file}: label_names must be a list of str. Received: {brief(labels)}")
     out = {"mean": _mean(file, meta.pop("data_mean", None), meta.get("num_vis"), channels)}
     return {**out, "label_names": list(labels), "source": str(file), **meta}
 

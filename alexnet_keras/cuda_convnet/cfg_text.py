@@ -11,7 +11,8 @@ import dataclasses
 import pathlib
 import re
 
-from alexnet_keras.files import existing_file
+from alexnet_keras import limits
+from alexnet_keras.files import read_bounded
 
 __all__ = ["CfgText", "Where", "read_cfg"]
 
@@ -75,9 +76,10 @@ def read_cfg(source, expected, lenient=False):
     """
     if isinstance(source, CfgText):
         return _parse(pathlib.Path(source.name), source.text, expected, lenient)
-    path = existing_file(source, expected)
+    path = pathlib.Path(source)
+    data = read_bounded(path, expected, limits.MAX_CFG_BYTES)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file, expected {expected}") from None
     return _parse(path, text, expected, lenient)

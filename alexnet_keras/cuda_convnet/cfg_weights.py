@@ -8,12 +8,13 @@ rebuilds the model from the file alone.
 """
 
 import hashlib
-import json
 import pathlib
 
 import numpy as np
 
-from alexnet_keras.weights import METADATA_KEY, write_model_weights
+from alexnet_keras import limits
+from alexnet_keras.cuda_convnet.cfg_text import CfgText
+from alexnet_keras.weights import load_into, read_metadata, write_model_weights
 
 __all__ = ["is_mirror_file", "load_mirror", "save_mirror_weights"]
 
@@ -58,40 +59,81 @@ def save_mirror_weights(net, arrays, output, *, class_names=None, mean=None, sou
 
 
 def is_mirror_file(path):
-    """Whether `path` is a weights file written by `save_mirror_weights`."""
-    import h5py
-
+    """Whether `path` is a weights file written by `save_mirror_weights` (read in the sandbox)."""
     try:
-        with h5py.File(path, "r") as f:
-            return json.loads(f.attrs[METADATA_KEY]).get("model") == "chm-cfg"
-    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        meta = read_metadata(path, kind="any")
+    except ValueError:
         return False
+    return isinstance(meta, dict) and meta.get("model") == "chm-cfg"
+
+
+def _not_mirror(path, why):
+    return ValueError(f"{path}: not a cfg-model weights file written by alexnet-keras ({why})")
+
+
+def _cfg_text(path, meta, key, required):
+    record = meta.get(key)
+    if record is None and not required:
+        return None
+    fields = ("name", "sha256", "text")
+    if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in fields):
+        raise _not_mirror(path, f"`{key}` must be an object with string {', '.join(fields)}")
+    if len(record["text"]) > limits.MAX_CFG_BYTES or len(record["name"]) > 255:
+        raise _not_mirror(path, f"`{key}` is longer than a cfg file may be")
+    try:
+        data = record["text"].encode("latin-1")  # as _cfg_record stored it
+    except UnicodeEncodeError:
+        raise _not_mirror(path, f"`{key}.text` is not the latin-1 text of a file") from None
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise _not_mirror(path, f"`{key}.text` does not match its sha256")
+    return CfgText(pathlib.PurePath(record["name"]).name or key, data.decode("utf-8", "replace"))
+
+
+def _check_meta(path, meta):
+    """The stored metadata, checked: it came from a file, so every type and range is verified."""
+    if not isinstance(meta, dict) or meta.get("model") != "chm-cfg":
+        raise _not_mirror(path, "its metadata does not say model=chm-cfg")
+    size = meta.get("image_size")
+    if size is not None and (type(size) is not int or not 1 <= size <= limits.MAX_IMAGE_SIDE):
+        raise _not_mirror(path, f"`image_size` must be null or 1 to {limits.MAX_IMAGE_SIDE}")
+    names = meta.get("class_names")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) > limits.MAX_WEIGHTS_CLASSES
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise _not_mirror(path, "`class_names` must be null or a list of strings")
+    if meta.get("mean") is not None:
+        try:
+            mean = np.asarray(meta["mean"], dtype=np.float64)
+        except (ValueError, TypeError):
+            mean = None
+        if mean is None or mean.ndim > 3 or not np.isfinite(mean).all():
+            raise _not_mirror(path, "`mean` must be null or nested lists of finite numbers")
+    source = meta.get("source")
+    if source is not None and not isinstance(source, (str, dict)):
+        raise _not_mirror(path, "`source` must be null, a string or an object")
+    return [_cfg_text(path, meta, "layers_cfg", True), _cfg_text(path, meta, "params_cfg", False)]
 
 
 def load_mirror(path):
     """`(model, metadata)` from a weights file written by `save_mirror_weights`.
 
-    Raises:
-        ValueError: not such a file.
-    """
-    import h5py
+    The file is read through `alexnet_keras.weights` (a sandboxed, checked
+    reader), and its metadata is checked here before anything is built: the
+    stored cfg texts must match their sha256, every other field its type.
 
+    Raises:
+        ValueError: one line naming the file, for any file not written so.
+    """
     from alexnet_keras.cuda_convnet.cfg_model import build_model
     from alexnet_keras.cuda_convnet.cfg_net import read_net
-    from alexnet_keras.cuda_convnet.cfg_text import CfgText
 
     path = pathlib.Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            meta = json.loads(f.attrs[METADATA_KEY])
-    except (OSError, KeyError, ValueError):
-        raise ValueError(f"{path}: not a cfg-model weights file written by alexnet-keras") from None
-    if meta.get("model") != "chm-cfg":
-        raise ValueError(f"{path}: not a cfg-model weights file written by alexnet-keras")
+    meta = read_metadata(path, kind="any")
+    texts = _check_meta(path, meta)
     # The stored texts are parsed as they are: no temporary files.
-    texts = [None if meta.get(key) is None else CfgText(meta[key]["name"], meta[key]["text"])
-             for key in ("layers_cfg", "params_cfg")]  # fmt: skip
     net = read_net(*texts, image_size=meta.get("image_size"))
     model = build_model(net)
-    model.load_weights(path)
+    load_into(model, path, kind="any")
     return model, meta

@@ -10,12 +10,13 @@ directory, the model state, layers by name with `inputs` as names, options.
 """
 
 import gzip
+import os
 import pathlib
 import re
 import zipfile
 import zlib
 
-from alexnet_keras import safe_pickle
+from alexnet_keras import limits, safe_pickle
 from alexnet_keras.files import existing_file
 
 __all__ = [
@@ -134,8 +135,12 @@ def plain(value, where, drop=(), depth=0, _memo=None):
     return out
 
 
-def _unpickle(f):
-    obj = safe_pickle.load(f, stubs=STUBS)
+def _unpickle(f, compressed_size=None):
+    # A zip or gzip member is decompressed as it is read, up to the limit: a
+    # member that claims or holds more is refused without being expanded. What
+    # it may allocate is bounded by the size of the compressed file.
+    limit = None if compressed_size is None else limits.MAX_CHECKPOINT_BYTES
+    obj = safe_pickle.load(f, stubs=STUBS, limit=limit, file_size=compressed_size)
     if f.read(1):
         raise ValueError("trailing bytes after the pickle")
     return obj
@@ -153,8 +158,14 @@ def _open_zip(path, expected):
                 f"{path}: a zip without the member 'data' that cuda-convnet's --zip-save "
                 f"writes. Received: members {names[:8]}"
             )
+        size = archive.getinfo("data").file_size
+        if size > limits.MAX_CHECKPOINT_BYTES:
+            raise ValueError(
+                f"{path}: the zip member 'data' declares {size:,} bytes; at most "
+                f"{limits.MAX_CHECKPOINT_BYTES:,} are decompressed as {expected}"
+            )
         with archive.open("data") as f:
-            return _unpickle(f)
+            return _unpickle(f, compressed_size=os.path.getsize(path))
 
 
 def _load(path, expected):
@@ -164,7 +175,7 @@ def _load(path, expected):
         return _open_zip(path, expected), "zip"
     if head[:2] == b"\x1f\x8b":
         with gzip.open(path, "rb") as f:
-            return _unpickle(f), "gzip"
+            return _unpickle(f, compressed_size=os.path.getsize(path)), "gzip"
     with open(path, "rb") as f:
         try:
             return _unpickle(f), "plain"
@@ -251,7 +262,9 @@ def int_or_none(file, state, key):
     """`state[key]` if it is an int, None if absent; ValueError naming the file otherwise."""
     value = state.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ValueError(f"{file}: model_state[{key!r}] must be an int. Received: {value!r}")
+        raise ValueError(
+            f"{file}: model_state[{key!r}] must be an int. Received: {safe_pickle.brief(value)}"
+        )
     return value
 
 
@@ -321,7 +334,8 @@ def layers_of(file, raw, notes):
             )
         if not isinstance(layer["type"], str):
             raise ValueError(
-                f"{file}: layer {name!r} 'type' must be a str. Received: {layer['type']!r:.60}"
+                f"{file}: layer {name!r} 'type' must be a str. "
+                f"Received: {safe_pickle.brief(layer['type'])}"
             )
         if name in layers:
             raise ValueError(f"{file}: two layers are named {name!r}")
