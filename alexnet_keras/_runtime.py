@@ -67,6 +67,10 @@ class _QuietLoader:
             os.dup2(captured.fileno(), 2)
             try:
                 self.loader.exec_module(module)
+                if not os.path.exists("/proc/driver/nvidia/version"):
+                    # A GPU build without a driver logs "failed call to cuInit" as
+                    # an error when it first lists devices: noise, on such a machine.
+                    module.config.list_physical_devices()
             except BaseException:
                 os.dup2(saved, 2)
                 captured.seek(0)

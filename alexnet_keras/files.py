@@ -6,11 +6,28 @@ read until memory runs out, or block forever. Reads are bounded by the caller's
 limit (`alexnet_keras.limits`), checked against the size before reading.
 """
 
+import errno
 import os
 import pathlib
+import re
+import shutil
 import stat
 
-__all__ = ["existing_file", "read_bounded", "regular_file_size"]
+__all__ = ["existing_file", "read_bounded", "regular_file_size", "write_error"]
+
+# The write failures a user can fix (free space, a quota, permissions), and how
+# to say them. Anything else is not a "cannot write here" and is not rephrased.
+_WRITE_FAILURES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file would exceed the size limit",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+# h5py and TensorFlow carry the OS error in their message (a number or the C
+# library's text), not in `errno`.
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|\[Errno (\d+)\]|error code (\d+)")
 
 
 def regular_file_size(path):
@@ -111,3 +128,52 @@ def read_bounded(path, expected, max_bytes):
     if len(data) > max_bytes:
         raise ValueError(f"{path}: grew past {max_bytes:,} bytes while being read as {expected}")
     return data
+
+
+def _megabytes(n):
+    return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n:,} bytes"
+
+
+def write_error(path, error, needed=None):
+    """The one-line `OSError` for a failed write of `path`, or None if `error` is no such failure.
+
+    Writers (weights files, `.npy`, checkpoints, exports) call this with what
+    they caught: an `OSError`, or the `RuntimeError` / `tf.errors.OpError` that
+    h5py and TensorFlow raise with the OS error in their message. A full disk,
+    a quota, a size limit, a read-only file system or a permission becomes
+    `{path}: cannot be written: the disk is full; it needs about N MB, M MB are
+    free`; anything else returns None, for the caller to re-raise.
+
+    Args:
+        path: the file or folder being written.
+        error: the exception caught.
+        needed: bytes the write needs, if known.
+
+    Example:
+
+    >>> import errno
+    >>> from alexnet_keras.files import write_error
+    >>> e = write_error("/x/m.weights.h5", OSError(errno.ENOSPC, "No space left on device"), 2e8)
+    >>> e.filename, e.strerror.split(";")[0]
+    ('/x/m.weights.h5', 'cannot be written: the disk is full')
+    >>> write_error("/x/m.weights.h5", OSError(errno.EIO, "I/O error")) is None
+    True
+    """
+    code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+    if code is None:
+        text = str(error)
+        found = _ERRNO_IN_TEXT.search(text)
+        code = int(next(g for g in found.groups() if g)) if found else None
+        # TensorFlow's file system says only the C library's text ("File too large").
+        code = code or next((c for c in _WRITE_FAILURES if os.strerror(c) in text), None)
+    if code not in _WRITE_FAILURES:
+        return None
+    folder = pathlib.Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{_megabytes(shutil.disk_usage(folder).free)} are free"
+    except OSError:
+        free = "the free space is unknown"
+    space = f"; it needs about {_megabytes(int(needed))}, {free}" if needed else f"; {free}"
+    return OSError(code, f"cannot be written: {_WRITE_FAILURES[code]}{space}", str(path))

@@ -63,9 +63,24 @@ def _tree_rss_kb(pid, field="VmRSS:"):
     return total
 
 
+def _file_size_limit(max_bytes):
+    def apply():
+        import resource
+
+        # Past the limit write() fails with EFBIG, as on a full disk with ENOSPC.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return apply
+
+
 def run_isolated(code=None, *, cli=None, timeout=DEFAULT_TIMEOUT, rss_mb=DEFAULT_RSS_MB,
-                 env=None, cwd=None):  # fmt: skip
-    """Runs `python -c code` or `python -m alexnet_keras *cli` under a timeout and an RSS cap."""
+                 env=None, cwd=None, max_file_bytes=None):  # fmt: skip
+    """Runs `python -c code` or `python -m alexnet_keras *cli` under a timeout and an RSS cap.
+
+    `max_file_bytes` caps every file the child writes (RLIMIT_FSIZE): the
+    stand-in for a full disk, which a test cannot make.
+    """
     if (code is None) == (cli is None):
         raise TypeError("give code or cli")
     argv = [sys.executable, "-c", code] if code is not None else [
@@ -76,6 +91,7 @@ def run_isolated(code=None, *, cli=None, timeout=DEFAULT_TIMEOUT, rss_mb=DEFAULT
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env, cwd=cwd,
         start_new_session=True,
+        preexec_fn=None if max_file_bytes is None else _file_size_limit(max_file_bytes),
     )  # fmt: skip
     state = {"over": False, "peak": 0}
 

@@ -215,4 +215,5 @@ def write_npy(path, arrays):
             npy_format.write_array_header_1_0(f, header)
             _Py2CompatiblePickler(f, protocol=2).dump(holder)
 
-    atomic_write(path, write, suffix=".npy")
+    needed = sum(a.nbytes for value in holder[()].values() for a in value)
+    atomic_write(path, write, suffix=".npy", needed=needed)

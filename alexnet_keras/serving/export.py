@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from alexnet_keras.files import write_error
+
 __all__ = ["ExportReport", "export_model"]
 
 FORMATS = ("saved_model", "tflite")
@@ -200,6 +202,8 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         "source": meta.get("source"),
     }
     if fmt == "saved_model":
+        import tensorflow as tf
+
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         # mkdtemp makes the folder 0700; the server often runs as another user.
         os.chmod(tmp, 0o777 & ~_umask())
@@ -207,6 +211,11 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
             _write_saved_model(module, tmp, record)
             written = _folder_bytes(tmp / "variables")
             _replace(tmp, output)
+        except (OSError, tf.errors.OpError) as e:  # a full disk, a read-only folder
+            failure = write_error(output, e, weight_bytes)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -215,7 +224,8 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
 
         data = tflite_bytes(module)
         written = len(data)
-        atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data), suffix=".tflite")
+        atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data), suffix=".tflite",
+                     needed=written)  # fmt: skip
         notes.append(
             "decode and the antialiased resize are not in the LiteRT op set: pass RGB pixels "
             "resized to a shorter side of 256 (alexnet_keras.load_image does it)"

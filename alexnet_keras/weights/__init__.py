@@ -43,6 +43,7 @@ import tempfile
 
 import numpy as np
 
+from alexnet_keras.files import write_error
 from alexnet_keras.version import __version__
 from alexnet_keras.weights._schema import FORMAT_VERSION, METADATA_KEY
 
@@ -154,21 +155,33 @@ def _check_suffix(path, suffix):
     return path
 
 
-def atomic_write(path, write, suffix=".weights.h5"):
+def atomic_write(path, write, suffix=".weights.h5", needed=None):
     """Calls `write(tmp_path)` and renames the result to `path`; never leaves a partial file.
 
     The temporary file lives in the destination folder, so the rename is atomic.
+    A full disk, a quota or a read-only folder is one `OSError` naming `path`
+    and the space `needed` (`files.write_error`); the temporary file is removed.
     """
     path = _check_suffix(path, suffix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise (write_error(path, e, needed) or e) from None
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # h5py reports a failed write as RuntimeError
+        failure = write_error(path, e, needed)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
-        if os.path.exists(tmp):
+        try:
             os.remove(tmp)
+        except OSError:  # renamed, or the folder cannot be written: nothing to clean
+            pass
     return path
 
 
@@ -263,7 +276,8 @@ def write_arrays(
                     vars_.create_dataset(str(i), data=np.asarray(a, np.float32))
             f.create_group("vars").attrs["name"] = f"alexnet_{spec.name}"
 
-    return atomic_write(path, write)
+    needed = sum(4 * np.prod(a.shape, dtype=np.int64) for v in arrays.values() for a in v)
+    return atomic_write(path, write, needed=int(needed))
 
 
 def save_weights(model, path, *, variant, class_names=None, preprocessing=None, source=None):
@@ -305,4 +319,5 @@ def write_model_weights(model, path, meta):
         with _h5py().File(tmp, "a") as f:
             f.attrs[METADATA_KEY] = json.dumps(meta)
 
-    return atomic_write(path, write)
+    needed = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    return atomic_write(path, write, needed=needed)
