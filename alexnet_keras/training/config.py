@@ -18,6 +18,7 @@ import pathlib
 import types
 
 from alexnet_keras.training import config_file
+from alexnet_keras.training.config_checks import check_value, shown_value
 from alexnet_keras.variants import WEIGHTED_LAYERS, check_input_size
 
 __all__ = ["COMMAND_DEFAULTS", "MUTABLE", "OPTIONS", "TrainConfig", "check_resume", "defaults",
@@ -32,8 +33,6 @@ CHOICES = {
     "trainable_from": (None, *WEIGHTED_LAYERS),
     "command": ("finetune", "train"),
 }
-POSITIVE = ("epochs", "batch_size", "checkpoint_every", "max_to_keep", "cpu_devices", "log_every")
-NON_NEGATIVE = ("lr", "momentum", "weight_decay", "gamma", "head_lr_mult", "bias_lr_mult")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -123,6 +122,7 @@ class TrainConfig:
         return out
 
 
+_FIELDS = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "chm_net"}
 _COMMON = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "chm_net"}
 _COMMON.update(lr_mults={}, milestones=[])
 
@@ -225,34 +225,24 @@ def defaults(command):
 
 
 def _validate(config):
+    for key, annotation in _FIELDS.items():
+        check_value(key, getattr(config, key), annotation)
     for key, choices in CHOICES.items():
         value = getattr(config, key)
         if value not in choices:
             shown = ", ".join(str(c) for c in choices if c is not None)
-            raise ValueError(f"`{key}` must be one of {shown}. Received: {value!r}")
-    for key in POSITIVE:
-        value = getattr(config, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{key}` must be a positive integer. Received: {value!r}")
-    for key in NON_NEGATIVE:
-        value = getattr(config, key)
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"`{key}` must be a non-negative number. Received: {value!r}")
-    mults = config.lr_mults if config.lr_mults is not None else {}
-    if not hasattr(mults, "items") or any(
-        isinstance(v, bool) or not isinstance(v, (int, float)) for v in mults.values()
-    ):
-        raise ValueError(f"`lr_mults` must map layer names to numbers. Received: {mults!r}")
-    milestones = config.milestones
-    if (
-        not isinstance(milestones, (list, tuple))
-        or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones)
-        or list(milestones) != sorted(set(milestones))
-    ):
-        raise ValueError(
-            f"`milestones` must be increasing positive epochs. Received: {milestones!r}"
-        )
+            raise ValueError(f"`{key}` must be one of {shown}. Received: {shown_value(value)}")
     check_input_size(config.input_size)
+
+
+def _check_given(given, where):
+    """Checks the type and range of each value given by a file or the command line."""
+    for key, value in given.items():
+        if key in _FIELDS:
+            try:
+                check_value(key, value, _FIELDS[key])
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}" if where else str(e)) from None
 
 
 def resolve(command, overrides, config_path=None):
@@ -283,7 +273,10 @@ def resolve(command, overrides, config_path=None):
         if unknown:
             raise ValueError(f"{config_path}: unknown keys {', '.join(unknown)}")
         loaded = {k: v for k, v in loaded.items() if k != "command"}
-    given = {**loaded, **{k: v for k, v in overrides.items() if v is not None}}
+        _check_given(loaded, config_path)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _check_given(given, None)
+    given = {**loaded, **given}
     net = None
     if given.get("chm_layers") or given.get("chm_params"):
         cfg_defaults, net = _chm_defaults(command, given)
@@ -339,7 +332,7 @@ def check_resume(saved, config, model_dir):
     """
     current = config.as_dict()
     differ = [
-        f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
+        f"{key}: {shown_value(saved.get(key))} -> {shown_value(current.get(key))}"
         for key in sorted(set(saved) | set(current))
         if key not in MUTABLE and saved.get(key) != current.get(key)
     ]

@@ -13,8 +13,12 @@ import json
 import pathlib
 import re
 
+from alexnet_keras import files
+from alexnet_keras.limits import MAX_TRAIN_CONFIG_BYTES
+
 __all__ = ["dump", "load"]
 
+_MAX_DEPTH = 9
 _PLAIN = re.compile(r"^[A-Za-z_./][\w./:+-]*$")
 
 
@@ -53,6 +57,8 @@ def _parse_value(text, where):
         quoted = re.sub(r"(?<=[\[{,:\s])\s*([A-Za-z_][\w./-]*)\s*(?=[,\]}:])", r'"\1"', text)
         try:
             return json.loads(quoted)
+        except RecursionError:
+            raise ValueError(f"{where}: nested too deeply") from None
         except ValueError:
             raise ValueError(f"{where}: cannot read {text!r} (use JSON-style lists/maps)") from None
     try:
@@ -79,11 +85,16 @@ def load(path):
     {'epochs': 3, 'lr_mults': {'fc8': 10}}
     """
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"{path}: no such config file")
+    data = files.read_bounded(path, "a YAML config", MAX_TRAIN_CONFIG_BYTES)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
     root = {}
     stack = [(-1, root)]
-    for number, raw in enumerate(path.read_text("utf-8").splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         where = f"{path}:{number}"
         line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
         if not line.strip():
@@ -101,4 +112,6 @@ def load(path):
         else:
             parent[key] = {}
             stack.append((indent, parent[key]))
+            if len(stack) > _MAX_DEPTH:  # the configs nest 1 deep (lr_mults)
+                raise ValueError(f"{where}: mappings nested more than {_MAX_DEPTH - 1} deep")
     return root

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from alexnet_keras.files import write_error
 from alexnet_keras.progress import Progress
 
 __all__ = ["head_trainer_inputs"]
@@ -61,7 +62,14 @@ def _extract(extractor, ds, count, flip, path):
     shape = tuple(extractor.output_shape[1:])
     copies = 2 if flip else 1
     tmp = path.with_suffix(".tmp.npy")
-    feats = open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count * copies, *shape))
+    try:
+        feats = open_memmap(tmp, mode="w+", dtype=np.float16, shape=(count * copies, *shape))
+        # Reserve the blocks now: a memory map that meets a full disk later is a SIGBUS.
+        with open(tmp, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(tmp))
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise (write_error(path, e, count * copies * int(np.prod(shape)) * 2) or e) from None
     labels = np.empty(count * copies, np.int32)
     i, began = 0, time.perf_counter()
     # A CPU pass over CIFAR-10 takes many minutes: show it moving.
@@ -100,6 +108,8 @@ def _features(config, model, splits, info, size, preprocessing, folder):
         log.info("reusing cached features in %s", folder)
     else:
         folder.mkdir(parents=True, exist_ok=True)
+        for leftover in folder.glob("*.tmp.npy"):  # of a run killed while extracting
+            leftover.unlink()
         for split in ("train", "eval"):
             ds = data.eval_pipeline(splits[split], input_size=size, batch_size=64,
                                     preprocessing=preprocessing)  # fmt: skip

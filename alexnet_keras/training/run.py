@@ -1,24 +1,29 @@
 """The driver of `finetune` and `train`: resolve, prepare, build, loop, save.
 
 As tensorflow/models' `train.py`: `run(config)` prepares the model dir
-(checking a resumed run's `config.yaml`), builds the `tf.distribute`
+(holding its lock file for the whole run, so that a second trainer is
+refused; removing what a killed run left half-written; checking a resumed
+run's `config.yaml`), builds the `tf.distribute`
 strategy, seeds and sets the precision policy, opens the dataset, calls the
 setup (`setups.alexnet_setup` or, for `--chm-layers`, `setups.cfg_setup`),
 writes the resolved `config.yaml`, and hands the setup to `trainer.Trainer`.
 SIGTERM / SIGINT become a flag the loop checks after each step.
 """
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import logging
 import os
 import pathlib
+import re
 import signal
 
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import config_file, setups
 from alexnet_keras.training.checkpoints import is_chief
-from alexnet_keras.training.strategies import make_strategy
+from alexnet_keras.training.strategies import make_strategy, tf_config_task
 from alexnet_keras.training.trainer import DivergedError, Trainer
 
 __all__ = ["DivergedError", "run"]
@@ -49,13 +54,48 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def _prepare_model_dir(config):
-    out = pathlib.Path(config.model_dir)
-    saved_path = out / "config.yaml"
-    if saved_path.exists():
-        train_config.check_resume(config_file.load(saved_path), config, out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _lock_name(config):
+    """`.lock` for the chief (or a lone trainer); `.lock-worker-1` and so on for other workers."""
+    task = tf_config_task() if config.strategy == "multi-worker" else None
+    if task is None:
+        return ".lock"
+    cluster, kind, index = task
+    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return ".lock" if chief else f".lock-{kind}-{index}"
+
+
+@contextlib.contextmanager
+def _locked(out, name):
+    """Holds an exclusive `flock` on `out/name` (the kernel drops it when the process dies)."""
+    fd = os.open(out / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = re.sub(r"\D", "", os.pread(fd, 32, 0).decode("ascii", "replace")) or "?"
+            raise ValueError(
+                f"{out}: another trainer (pid {pid}) is running in this folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clean_model_dir(out):
+    """Removes what a killed run left half-written: the final weights' and our temp files."""
+    for pattern in (".model.weights.h5.*", "*.tmp"):
+        for path in out.glob(pattern):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+
+
+def _write_text(path, text):
+    """Writes `path` whole or not at all (a temp file renamed into place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def run(config):
@@ -68,7 +108,11 @@ def run(config):
         `{"status": "finished" | "interrupted", "model_dir", "weights", "metrics"}`.
 
     Raises:
-        ValueError: bad input (the dataset, the weights, a resumed run's config).
+        ValueError: bad input (the dataset, the weights, a resumed run's config,
+            `TF_CONFIG`), another trainer holding the model dir's lock, or no
+            intact checkpoint to resume from.
+        OSError: a full disk or a folder that cannot be written (naming it and
+            the space needed), or a `TF_CONFIG` peer that did not answer in time.
         DivergedError: the loss became NaN or infinite.
 
     Example:
@@ -84,13 +128,21 @@ def run(config):
     ('finished', True)
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    out = pathlib.Path(config.model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # The lock and the resume check come before TensorFlow loads: a refusal takes no time.
+    with _locked(out, _lock_name(config)):
+        _clean_model_dir(out)
+        saved_path = out / "config.yaml"
+        if saved_path.exists():
+            train_config.check_resume(config_file.load(saved_path), config, out)
+        import keras
 
-    policy = keras.mixed_precision.global_policy()
-    try:
-        return _run(config)
-    finally:  # the policy is process-wide; leave the caller's in place
-        keras.mixed_precision.set_global_policy(policy)
+        policy = keras.mixed_precision.global_policy()
+        try:
+            return _run(config, out)
+        finally:  # the policy is process-wide; leave the caller's in place
+            keras.mixed_precision.set_global_policy(policy)
 
 
 def _seed_and_precision(config):
@@ -119,10 +171,9 @@ def _steps(config, setup, info):
     return steps
 
 
-def _run(config):
+def _run(config, out):
     from alexnet_keras import data
 
-    out = _prepare_model_dir(config)
     strategy = make_strategy(config.strategy, config.cpu_devices)
     _seed_and_precision(config)
     splits, info = data.open_dataset(
@@ -141,7 +192,7 @@ def _run(config):
         text = config_file.dump(
             config.as_dict(), header=f"alexnet-keras {config.command}: resolved"
         )
-        (out / "config.yaml").write_text(text)
+        _write_text(out / "config.yaml", text)
     setup = dataclasses.replace(setup, steps=_steps(config, setup, info))
     trainer = Trainer(config, strategy, setup)
     with _Stop() as stop:
@@ -150,6 +201,7 @@ def _run(config):
     if status == "finished" and trainer.chief:
         source = {"trained_by": f"alexnet-keras {config.command}", "dataset": config.dataset,
                   "initial_weights": config.weights, "model_dir": str(out)}  # fmt: skip
+        # A full disk or a read-only folder is one line (`weights.atomic_write`).
         result["weights"] = str(setup.save_weights(out / "model.weights.h5", source))
     if (out / "metrics.csv").exists():
         with open(out / "metrics.csv", newline="") as f:

@@ -23,11 +23,13 @@ so that `benchmarks/bench_train.py` times exactly what a run does.
 import csv
 import logging
 import math
+import os
 import pathlib
 import time
 
 import numpy as np
 
+from alexnet_keras.files import write_error
 from alexnet_keras.progress import Progress
 from alexnet_keras.training.checkpoints import Checkpoints
 from alexnet_keras.training.schedules import Schedule
@@ -249,16 +251,37 @@ class Trainer:
 
     def _restore(self):
         state = self.checkpoints.restore()
+        if self.chief:
+            self._trim_metrics(0 if state is None else state["epoch"])
         if state is None:
             return {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
         self.schedule.load(state["schedule"])
         log.info(
             "resuming from %s: epoch %d, step %d",
-            self.checkpoints.manager.latest_checkpoint,
+            self.checkpoints.restored_from,
             state["epoch"] + 1,
             state["step_in_epoch"],
         )
         return state
+
+    def _trim_metrics(self, epochs_done):
+        """Drops the rows of `metrics.csv` past the restored epoch (they will be run again),
+        and a row a kill cut short."""
+        path = self.out / "metrics.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="", errors="replace") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            rows = [r for r in reader if header and len(r) == len(header)]
+        keep = [r for r in rows if r[0].isdigit() and int(r[0]) <= epochs_done]
+        if header and header[0] == "epoch" and keep:
+            tmp = path.with_name("metrics.csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([header, *keep])
+            os.replace(tmp, path)
+        else:
+            path.unlink()
 
     def _train_epoch(self, state, stop, meter, writer):
         """The rest of `state["epoch"]`: `(loss, correct, count sums, images seen)`, or None
@@ -276,7 +299,7 @@ class Trainer:
             if (step + 1) % c.log_every == 0 or step + 1 == self.steps:
                 self._log_step(state, sums, meter, writer)
             if stop.requested:
-                self._save(state)
+                self._save(state, "stop")
                 log.warning("%s: checkpoint saved at step %d; exiting", stop.requested,
                             state["global_step"])  # fmt: skip
                 return None
@@ -307,14 +330,14 @@ class Trainer:
                **metrics, "seconds": seconds, "img_per_s": seen / seconds}  # fmt: skip
         self._log_epoch(row, writer)
         state.update(epoch=state["epoch"] + 1, step_in_epoch=0)
-        self._save(state)
+        self._save(state, "epoch")
 
     @property
     def chief(self):
         return self.checkpoints.chief
 
-    def _save(self, state):
-        self.checkpoints.save({**state, "schedule": self.schedule.state()})
+    def _save(self, state, kind="step"):
+        self.checkpoints.save({**state, "schedule": self.schedule.state()}, kind)
 
     def _log_epoch(self, row, writer):
         log.info(
@@ -326,12 +349,21 @@ class Trainer:
             return
         path = self.out / "metrics.csv"
         new = not path.exists()
-        with open(path, "a", newline="") as f:
-            out = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                out.writeheader()
-            out.writerow(row)
-        with writer.as_default(step=row["step"]):
-            for key in ("val_loss", "val_top1", "val_top5"):
-                _scalar(key.replace("_", "/", 1), row[key])
-        writer.flush()
+        try:
+            with open(path, "a", newline="") as f:
+                out = csv.DictWriter(f, fieldnames=list(row))
+                if new:
+                    out.writeheader()
+                out.writerow(row)
+        except OSError as e:  # a write's error names no file
+            raise (write_error(path, e) or e) from None
+        try:
+            with writer.as_default(step=row["step"]):
+                for key in ("val_loss", "val_top1", "val_top5"):
+                    _scalar(key.replace("_", "/", 1), row[key])
+            writer.flush()
+        except self._tf.errors.OpError as e:
+            failure = write_error(self.out / "tensorboard", e)
+            if failure is None:
+                raise
+            raise failure from None

@@ -90,7 +90,7 @@ def _latest_state(folder):
         return int(path.name.split("-")[1].split(".")[0])
 
     states = sorted(folder.glob("ckpt-*.state.json"), key=number)
-    return json.loads(states[-1].read_text()) if states else None
+    return json.loads(states[-1].read_text())["state"] if states else None
 
 
 @pytest.mark.slow
