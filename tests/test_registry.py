@@ -287,7 +287,9 @@ def test_downloaded_finds_a_verified_source_the_caffemodel_first(home, monkeypat
     (downloads / "bvlc_alexnet.npy").write_bytes(b"npy")
     with pytest.warns(registry.UnverifiedDownloadWarning):  # no checksum is published
         assert registry.downloaded("bvlc_alexnet") == downloads / "bvlc_alexnet.npy"
-    (downloads / "bvlc_alexnet.caffemodel").write_bytes(BODY[:-1] + b"x")  # fails its sha256
+    (downloads / "bvlc_alexnet.caffemodel").write_bytes(
+        BODY[:-1] + bytes([BODY[-1] ^ 1])
+    )  # fails its sha256
     with pytest.warns(registry.UnverifiedDownloadWarning):
         assert registry.downloaded("bvlc_alexnet") == downloads / "bvlc_alexnet.npy"
     assert registry.downloaded("bvlc_alexnet", "caffemodel") is None
