@@ -1,7 +1,7 @@
 """Image sizes from headers: one table of fixtures, read by the Python reader and its graph twin.
 
 `image_header.image_size` (folders, `predict`, `load_image`) and
-`serving.graph.header_size` (the serving graph, TensorFlow ops only) must
+`data.image_graph.header_size` (serving and dataset graphs, TensorFlow ops only) must
 give the same size and the same refusal for the same bytes; each row also
 says what TensorFlow itself decodes, where the file is real.
 """
@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from alexnet_keras import image_header, limits
+from alexnet_keras.data import image_graph as graph
 from alexnet_keras.image_header import image_size, read_image_size, size_problem
-from alexnet_keras.serving import graph
 from tests.data import images as im
 
 _JPEG_TRUNCATED = "a truncated JPEG header: the file ends before the image size"

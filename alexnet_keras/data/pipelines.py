@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import seeded_permutation
-from alexnet_keras.data.split import Split
+from alexnet_keras.data.split import Split, record_ok
 from alexnet_keras.preprocessing import (
     center_crop_tensor,
     preprocess_fn,
@@ -72,15 +72,20 @@ def _epoch_order(ds, seed, epoch, skip, shuffle_buffer):
 
     A `Split` whose references fit in memory is permuted exactly; any other
     input streams through a seeded shuffle buffer. A `Split` is shuffled as
-    references and decoded afterwards, each image once.
+    references and decoded afterwards, each image once. Encoded records that
+    fail their check (`split.record_ok`) are left out before the skip, so a
+    resumed epoch is exactly the uninterrupted one.
     """
+    checked = isinstance(ds, Split) and not ds.is_path
     if isinstance(ds, Split) and ds.arrays() is not None:
         raw, labels = ds.arrays()
-        order = seeded_permutation(len(raw), seed, epoch)[skip:]
+        order = seeded_permutation(len(raw), seed, epoch)
         elements = tf.data.Dataset.from_tensor_slices(
             (order.astype(np.int64), tf.constant(raw[order], tf.string), labels[order])
         )
-        return elements, ds.decode
+        if checked:
+            elements = elements.filter(lambda i, raw, label: record_ok(i, raw))
+        return elements.skip(skip), ds.decode
     if isinstance(ds, Split):
         stream, decode = ds.references, ds.decode
     else:
@@ -91,6 +96,8 @@ def _epoch_order(ds, seed, epoch, skip, shuffle_buffer):
         seed=(seed * 1_000_003 + epoch) % (1 << 63),
         reshuffle_each_iteration=False,
     )
+    if checked:
+        elements = elements.filter(lambda i, raw, label: record_ok(i, raw))
     return elements.skip(skip), decode
 
 
@@ -153,10 +160,14 @@ def train_pipeline(
         A dataset of `(x, y)`: float32 `(B, input_size, input_size, 3)` and int32
         `(B,)`. One pass is one epoch (call again with `epoch + 1`).
 
-    Files that fail to decode are dropped (`ignore_errors`). The skip of
-    `skip_batches` happens before decoding, so such a file before the resume
+    Encoded records (TFDS) whose bytes, header or size fail their check
+    (`split.record_ok`, the bounds of `limits`) are left out, with one warning
+    line each, before the skip of `skip_batches`: a resumed epoch stays the
+    uninterrupted one. Images that still fail to decode are dropped
+    (`ignore_errors`) after that skip, so such an image before the resume
     point would shift a resumed epoch by one image; `open_dataset` skips the
-    files its check finds, which leaves only files that decode partly.
+    files its check finds, which leaves files that changed since, or that
+    decode partly.
 
     Example:
 
@@ -196,7 +207,7 @@ def train_pipeline(
         num_parallel_calls=num_parallel,
         deterministic=True,
     )
-    if isinstance(ds, Split) and ds.is_path:
+    if isinstance(ds, Split):
         out = out.ignore_errors(log_warning=True)
     out = out.batch(
         batch_size,

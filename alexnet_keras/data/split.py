@@ -5,19 +5,29 @@ cheap references to the images (file paths or encoded TFDS records) and the
 function that decodes one, never decoded pixels and never a side table, so a
 pipeline can shuffle the references and decode each image once, after the
 shuffle.
+
+Every image is checked before it is decoded (`image_graph.image_problem`:
+byte length, header, the size it claims, the bounds of `limits`), as served
+images are. A bad encoded record (a TFDS example) is skipped with one warning
+line naming its index, before the pipelines' resume skip, so a resumed epoch
+is still the uninterrupted one; a file that changed after the folder listing
+checked it fails its decode and is dropped (`ignore_errors`).
 """
 
 import dataclasses
 import functools
+import sys
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Split", "decode_image", "read_all"]
+from alexnet_keras.data.image_graph import check, check_size, image_problem
+
+__all__ = ["Split", "decode_image", "read_all", "record_ok"]
 
 
 def decode_image(raw, is_path=False):
-    """Decodes a JPEG, PNG, BMP or GIF (first frame) to a uint8 `(H, W, 3)` tensor.
+    """Checks, then decodes a JPEG, PNG, BMP, GIF (first frame) or WebP to uint8 `(H, W, 3)`.
 
     Args:
         raw: a scalar string tensor: the encoded bytes, or a path if `is_path`.
@@ -27,17 +37,61 @@ def decode_image(raw, is_path=False):
         uint8 tensor of shape `(H, W, 3)`; grey images are repeated to RGB, an
         alpha channel is dropped.
 
+    Raises:
+        tf.errors.InvalidArgumentError: (when run) the bytes are not an image
+            or break a bound of `limits` (`image_graph.image_problem`), before
+            anything is allocated for the pixels; the message names the file,
+            if `is_path`, and the problem.
+
     Example:
 
     >>> import tensorflow as tf
     >>> from alexnet_keras.data.split import decode_image
-    >>> decode_image(tf.io.encode_png(tf.zeros((4, 5, 1), tf.uint8))).shape
-    TensorShape([4, 5, 3])
+    >>> decode_image(tf.io.encode_png(tf.zeros((20, 30, 1), tf.uint8))).shape
+    TensorShape([20, 30, 3])
     """
     data = tf.io.read_file(raw) if is_path else raw
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    what = tf.strings.join([raw, ": "]) if is_path else tf.constant("")
+    problem = image_problem(data)
+    with tf.control_dependencies([check(tf.equal(problem, ""), tf.strings.join([what, problem]))]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return image
+    # The decoded size too: the bound holds even where a decoder read a header otherwise.
+    with tf.control_dependencies([check_size(tf.shape(image), what)]):
+        return tf.identity(image)
+
+
+def record_ok(index, raw):
+    """Whether encoded image bytes may be decoded; if not, prints one warning line.
+
+    The filter of encoded records (`Split.dataset`, the training order): a
+    pure function of the bytes, so skipping a record is deterministic.
+
+    Args:
+        index: the record's position in its split (named in the warning).
+        raw: a scalar string tensor, the encoded image.
+
+    Returns:
+        A scalar bool tensor.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.data.split import record_ok
+    >>> bool(record_ok(0, tf.io.encode_png(tf.zeros((40, 50, 3), tf.uint8))))
+    True
+    """
+    problem = image_problem(raw)
+    ok = tf.equal(problem, "")
+
+    def warn():
+        message = tf.strings.join(
+            ["Warning: dataset record ", tf.strings.as_string(index), " skipped: ", problem]
+        )
+        tf.print(message, output_stream=sys.stderr)
+        return ok
+
+    return tf.cond(ok, lambda: ok, warn)
 
 
 @dataclasses.dataclass(eq=False)
@@ -92,16 +146,17 @@ class Split:
 
     def dataset(self):
         """The decoded `tf.data.Dataset` of `(image, label)`, in the split's order."""
-        ds = self.references.map(
+        ds = self.references
+        if not self.is_path:  # files were checked when the folder was listed
+            ds = ds.enumerate().filter(lambda i, el: record_ok(i, el[0])).map(lambda i, el: el)
+        ds = ds.map(
             lambda raw, label: (self.decode(raw), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        if self.is_path:
-            # A file that passed the listing-time check may still fail to decode;
-            # dropping it beats ending a training run.
-            ds = ds.ignore_errors(log_warning=True)
-        return ds
+        # An image that passed its check may still fail to decode (a file changed
+        # since the listing, a corrupt body): dropping it beats ending a run.
+        return ds.ignore_errors(log_warning=True)
 
     def __iter__(self):
         return iter(self.dataset())
