@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import seeded_permutation
-from alexnet_keras.data.split import Split, record_ok
+from alexnet_keras.data.split import Split, drop_bad_records
 from alexnet_keras.preprocessing import (
     center_crop_tensor,
     preprocess_fn,
@@ -84,7 +84,7 @@ def _epoch_order(ds, seed, epoch, skip, shuffle_buffer):
             (order.astype(np.int64), tf.constant(raw[order], tf.string), labels[order])
         )
         if checked:
-            elements = elements.filter(lambda i, raw, label: record_ok(i, raw))
+            return drop_bad_records(elements).skip(skip), ds.decode_checked()
         return elements.skip(skip), ds.decode
     if isinstance(ds, Split):
         stream, decode = ds.references, ds.decode
@@ -97,7 +97,7 @@ def _epoch_order(ds, seed, epoch, skip, shuffle_buffer):
         reshuffle_each_iteration=False,
     )
     if checked:
-        elements = elements.filter(lambda i, raw, label: record_ok(i, raw))
+        elements, decode = drop_bad_records(elements), ds.decode_checked()
     return elements.skip(skip), decode
 
 

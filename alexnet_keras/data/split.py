@@ -23,15 +23,17 @@ import tensorflow as tf
 
 from alexnet_keras.data.image_graph import check, check_size, image_problem
 
-__all__ = ["Split", "decode_image", "read_all", "record_ok"]
+__all__ = ["Split", "decode_image", "drop_bad_records", "read_all", "record_ok"]
 
 
-def decode_image(raw, is_path=False):
+def decode_image(raw, is_path=False, checked=False):
     """Checks, then decodes a JPEG, PNG, BMP, GIF (first frame) or WebP to uint8 `(H, W, 3)`.
 
     Args:
         raw: a scalar string tensor: the encoded bytes, or a path if `is_path`.
         is_path: read the file named by `raw` first.
+        checked: these very bytes passed `record_ok` already; the header is not
+            read again (the decoded size still is checked).
 
     Returns:
         uint8 tensor of shape `(H, W, 3)`; grey images are repeated to RGB, an
@@ -52,7 +54,7 @@ def decode_image(raw, is_path=False):
     """
     data = tf.io.read_file(raw) if is_path else raw
     what = tf.strings.join([raw, ": "]) if is_path else tf.constant("")
-    problem = image_problem(data)
+    problem = tf.constant("") if checked and not is_path else image_problem(data)
     with tf.control_dependencies([check(tf.equal(problem, ""), tf.strings.join([what, problem]))]):
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
@@ -92,6 +94,20 @@ def record_ok(index, raw):
         return ok
 
     return tf.cond(ok, lambda: ok, warn)
+
+
+def drop_bad_records(elements):
+    """A dataset of `(index, raw, ...)` without the records `record_ok` refuses.
+
+    The checks run as a parallel, deterministic map (a `filter` predicate
+    would run one at a time); the order is kept.
+    """
+    checked = elements.map(
+        lambda i, raw, *rest: (record_ok(i, raw), (i, raw, *rest)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return checked.filter(lambda ok, element: ok).map(lambda ok, element: element)
 
 
 @dataclasses.dataclass(eq=False)
@@ -136,6 +152,12 @@ class Split:
     def __len__(self):
         return self.size
 
+    def decode_checked(self):
+        """The decoder of references that passed `record_ok`: it does not check them again."""
+        if isinstance(self.decode, functools.partial) and self.decode.func is decode_image:
+            return functools.partial(decode_image, is_path=self.is_path, checked=True)
+        return self.decode
+
     def arrays(self):
         """`(raw, labels)` NumPy arrays, or `None` if the split is too big."""
         if self.load is None:
@@ -146,11 +168,13 @@ class Split:
 
     def dataset(self):
         """The decoded `tf.data.Dataset` of `(image, label)`, in the split's order."""
-        ds = self.references
+        ds, decode = self.references, self.decode
         if not self.is_path:  # files were checked when the folder was listed
-            ds = ds.enumerate().filter(lambda i, el: record_ok(i, el[0])).map(lambda i, el: el)
+            ds = drop_bad_records(ds.enumerate().map(lambda i, el: (i, *el)))
+            ds = ds.map(lambda i, raw, label: (raw, label))
+            decode = self.decode_checked()
         ds = ds.map(
-            lambda raw, label: (self.decode(raw), label),
+            lambda raw, label: (decode(raw), label),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
