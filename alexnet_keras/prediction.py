@@ -1,7 +1,8 @@
 """`alexnet-keras predict`: top-k labels for image files and folders.
 
 Images go through the evaluation preprocessing of the weights' metadata:
-`load_image` (shorter side 256), the centre crop or ten crops, the colour
+`load_image` (to 256 by the weights' protocol: a warp for Caffe's releases,
+else the shorter side), the centre crop or ten crops, the colour
 order and mean. Every file is checked before the model is built, so a bad
 file fails fast, by name.
 """
@@ -98,6 +99,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
         class_names,
         load_image,
         preprocess_fn,
+        weights_protocol,
     )
     from alexnet_keras.preprocessing import ten_crop as ten_views
     from alexnet_keras.pretrained import resolve
@@ -114,6 +116,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     size = meta["input_size"]
     model = AlexNet(weights=path)
     preprocess = preprocess_fn(meta.get("preprocessing") or meta["variant"], size)
+    protocol = weights_protocol(meta)
 
     @tf.function(reduce_retracing=True)
     def probabilities(x):
@@ -121,7 +124,7 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
         return average_crops(forward, x) if ten_crop else forward(x)
 
     def views(file):
-        image = load_image(file)
+        image = load_image(file, protocol=protocol)
         return ten_views(image, size) if ten_crop else center_crop(image, size)
 
     meter = Progress(len(files), label="predict", unit="images", stream=progress,

@@ -4,7 +4,9 @@ As in keras' `applications/imagenet_utils.py`, NumPy arrays and tensors go
 through the same code, which the pipelines, the serving graph and `predict`
 call. TensorFlow is imported inside functions: `import alexnet_keras` stays light.
 
-The geometry follows Caffe's test phase: images are resized to 256 and the
+Evaluation images are resized by a protocol (`PROTOCOLS`, `resize_image`):
+`"bvlc"` warps them to 256x256, as Caffe's ImageNet LMDB did for BVLC's
+published accuracy; `"shorter-side"` resizes the shorter side to 256. The
 227 crop starts at `(256 - 227) // 2 = 14` (`data_transformer.cpp`); the CHM
 224 crop starts at 16. Ten-crop is the four corners and the centre, then the
 same five mirrored (Caffe `classifier.oversample`, cuda-convnet multiview).
@@ -14,7 +16,14 @@ import collections.abc
 
 import numpy as np
 
-from alexnet_keras.variants import get_variant, imagenet_classes
+from alexnet_keras.variants import (
+    class_labels,
+    class_names,
+    decode_predictions,
+    get_variant,
+    imagenet_classes,
+)
+from alexnet_keras.weights._schema import PROTOCOLS, weights_protocol
 
 __all__ = [
     "center_crop",
@@ -24,42 +33,16 @@ __all__ = [
     "decode_predictions",
     "imagenet_classes",
     "load_image",
+    "PROTOCOLS",
     "preprocess_fn",
     "preprocess_input",
+    "resize_image",
     "resize_shorter",
+    "resize_warp",
     "ten_crop",
     "ten_crop_tensor",
+    "weights_protocol",
 ]
-
-
-def class_names(meta):
-    """The weights' class names, or the ImageNet `(wnid, name)` pairs for 1000 unnamed classes."""
-    names = meta.get("class_names")
-    return imagenet_classes() if names is None and meta["classes"] == 1000 else names
-
-
-def class_labels(meta):
-    """The label string of each class: its name from the weights' metadata.
-
-    `[id, name]` pairs give the name; without names, 1000 classes are the
-    ImageNet ones and any other count gives the index as a string.
-
-    Example:
-
-    >>> from alexnet_keras.preprocessing import class_labels
-    >>> class_labels({"classes": 1000, "class_names": None})[:2]
-    ['tench', 'goldfish']
-    """
-    names, classes = class_names(meta), meta["classes"]
-    if names is None:
-        return [str(i) for i in range(classes)]
-    labels = [n[-1] if isinstance(n, (list, tuple)) else str(n) for n in names]
-    if len(labels) != classes:
-        raise ValueError(
-            f"The weights list {len(labels)} class names for {classes} classes; "
-            "the labels would be wrong"
-        )
-    return labels
 
 
 def _is_numpy(x):
@@ -77,13 +60,15 @@ def preprocess_input(x, variant="bvlc", mean=None):
 
     Args:
         x: RGB images, float 0..255, channels last (`(H, W, 3)` or
-            `(N, H, W, 3)`), already cropped; a NumPy array or a tensor.
+            `(N, H, W, 3)`), already cropped; a NumPy array, a tensor or a
+            symbolic `keras.KerasTensor` (`keras.Input`), as keras' own
+            `preprocess_input` takes.
         variant: `"bvlc"`, `"caffenet"` or `"chm2012"`.
         mean: optional mean to subtract instead of the variant's, in the
             variant's colour order; shape `(3,)` or `(H, W, 3)`.
 
     Returns:
-        float32 array (for NumPy input) or tensor, same shape as `x`.
+        float32 array (for NumPy input), tensor or `KerasTensor`, the shape of `x`.
 
     Example:
 
@@ -97,6 +82,11 @@ def preprocess_input(x, variant="bvlc", mean=None):
     if _is_numpy(x):
         x = np.asarray(x, dtype=np.float32)
         channels = x.shape[-1:]
+    elif _is_keras_tensor(x):
+        import keras
+
+        x = keras.ops.cast(x, "float32")
+        channels = tuple(x.shape[-1:])
     else:
         import tensorflow as tf
 
@@ -107,10 +97,19 @@ def preprocess_input(x, variant="bvlc", mean=None):
     return _to_model_input(x, spec.color_order, mean)
 
 
+def _is_keras_tensor(x):
+    """A symbolic `keras.KerasTensor` (checked by type name: numpy input never imports keras)."""
+    return any(t.__name__ == "KerasTensor" for t in type(x).__mro__)
+
+
 def _to_model_input(x, color_order, mean):
     """RGB float32 0..255 to the model's colour order, minus `mean`: the one copy of this job."""
     if color_order == "BGR" and _is_numpy(x):
         x = x[..., ::-1]
+    elif color_order == "BGR" and _is_keras_tensor(x):
+        import keras
+
+        x = keras.ops.flip(x, axis=-1)
     elif color_order == "BGR":
         import tensorflow as tf
 
@@ -161,47 +160,6 @@ def preprocess_fn(preprocessing, input_size):
             f"Received: mean.shape={mean.shape}"
         )
     return lambda x: _to_model_input(x, order, mean)
-
-
-def decode_predictions(preds, top=5, class_names=None):
-    """Turns a batch of class scores into readable labels.
-
-    Args:
-        preds: `(N, classes)` scores.
-        top: how many labels to return per row.
-        class_names: the class list, as names or `(id, name)` pairs; defaults
-            to the 1000 ImageNet classes in sorted-wnid order.
-
-    Returns:
-        One list per row of `(id, name, score)` tuples, best first. For plain
-        names, `id` is the class index as a string.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from alexnet_keras import decode_predictions
-    >>> preds = np.zeros((1, 1000)); preds[0, 1] = 1.0
-    >>> decode_predictions(preds, top=1)
-    [[('n01443537', 'goldfish', 1.0)]]
-    """
-    preds = np.asarray(preds)
-    if class_names is None:
-        classes = imagenet_classes()
-    else:
-        classes = [
-            tuple(c) if isinstance(c, (tuple, list)) else (str(i), str(c))
-            for i, c in enumerate(class_names)
-        ]
-    if preds.ndim != 2 or preds.shape[1] != len(classes):
-        raise ValueError(
-            f"`decode_predictions` expects a batch of shape (N, {len(classes)}). "
-            f"Received: preds.shape={preds.shape}"
-        )
-    results = []
-    for row in preds:
-        order = np.argsort(-row, kind="stable")[:top]
-        results.append([(*classes[i], float(row[i])) for i in order])
-    return results
 
 
 def _crop_offsets(height, width, size):
@@ -343,7 +301,41 @@ def resize_shorter(image, size):
     )
 
 
-def load_image(path, size=256):
+def resize_warp(image, size):
+    """Both sides to `size`, aspect ratio not kept: Caffe's `convert_imageset --resize_*`.
+
+    Bilinear without antialiasing and with half-pixel centres, as OpenCV's
+    `cv::resize(..., INTER_LINEAR)`, which made the 256x256 ImageNet LMDB
+    that BVLC's published accuracy was measured on.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.preprocessing import resize_warp
+    >>> resize_warp(tf.zeros((50, 80, 3)), 256).shape
+    TensorShape([256, 256, 3])
+    """
+    import tensorflow as tf
+
+    return tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
+
+
+def resize_image(image, size, protocol="shorter-side"):
+    """The resize of an evaluation protocol: `resize_warp` (`"bvlc"`) or `resize_shorter`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.preprocessing import resize_image
+    >>> resize_image(tf.zeros((50, 80, 3)), 256, "bvlc").shape
+    TensorShape([256, 256, 3])
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Expected a protocol in {list(PROTOCOLS)}. Received: {protocol!r}")
+    return resize_warp(image, size) if protocol == "bvlc" else resize_shorter(image, size)
+
+
+def load_image(path, size=256, protocol="shorter-side"):
     """Reads an image file as RGB float32 0..255, shorter side resized to `size`.
 
     The file is checked before it is decoded: a regular file of at most
@@ -356,6 +348,8 @@ def load_image(path, size=256):
         path: a JPEG, PNG, BMP or GIF file.
         size: the length of the shorter side after resizing (bilinear,
             antialiased); `None` keeps the original size.
+        protocol: `"shorter-side"`, or `"bvlc"` to warp to `size` x `size`
+            instead (`resize_image`).
 
     Returns:
         `(H, W, 3)` float32 NumPy array.
@@ -391,5 +385,5 @@ def load_image(path, size=256):
     check_image_size(int(image.shape[1]), int(image.shape[0]), path)
     image = tf.cast(image, tf.float32)
     if size is not None:
-        image = resize_shorter(image, size)
+        image = resize_image(image, size, protocol)
     return image.numpy()

@@ -15,7 +15,18 @@ import dataclasses
 import functools
 import importlib.resources
 
-__all__ = ["VARIANTS", "VariantSpec", "check_input_size", "get_variant", "imagenet_classes"]
+import numpy as np
+
+__all__ = [
+    "VARIANTS",
+    "VariantSpec",
+    "check_input_size",
+    "class_labels",
+    "class_names",
+    "decode_predictions",
+    "get_variant",
+    "imagenet_classes",
+]
 
 # Per-channel ILSVRC-2012 mean of BVLC's `ilsvrc_2012_mean.npy`, in BGR order
 # (formats.md §4, "Input expectations").
@@ -239,7 +250,7 @@ def imagenet_classes():
 
     This is Caffe's class-index order (`synset_words.txt`), which BVLC's
     weights use. Shared data: the converters name 1000-class weights with
-    it, and `preprocessing.decode_predictions` reads it.
+    it, and `decode_predictions` reads it.
 
     Example:
 
@@ -250,6 +261,77 @@ def imagenet_classes():
     text = importlib.resources.files("alexnet_keras").joinpath("resources/imagenet_classes.txt")
     pairs = [line.split(" ", 1) for line in text.read_text("utf-8").splitlines() if line]
     return tuple((wnid, name) for wnid, name in pairs)
+
+
+def class_names(meta):
+    """The weights' class names, or the ImageNet `(wnid, name)` pairs for 1000 unnamed classes."""
+    names = meta.get("class_names")
+    return imagenet_classes() if names is None and meta["classes"] == 1000 else names
+
+
+def class_labels(meta):
+    """The label string of each class: its name from the weights' metadata.
+
+    `[id, name]` pairs give the name; without names, 1000 classes are the
+    ImageNet ones and any other count gives the index as a string.
+
+    Example:
+
+    >>> from alexnet_keras.variants import class_labels
+    >>> class_labels({"classes": 1000, "class_names": None})[:2]
+    ['tench', 'goldfish']
+    """
+    names, classes = class_names(meta), meta["classes"]
+    if names is None:
+        return [str(i) for i in range(classes)]
+    labels = [n[-1] if isinstance(n, (list, tuple)) else str(n) for n in names]
+    if len(labels) != classes:
+        raise ValueError(
+            f"The weights list {len(labels)} class names for {classes} classes; "
+            "the labels would be wrong"
+        )
+    return labels
+
+
+def decode_predictions(preds, top=5, class_names=None):
+    """Turns a batch of class scores into readable labels.
+
+    Args:
+        preds: `(N, classes)` scores.
+        top: how many labels to return per row.
+        class_names: the class list, as names or `(id, name)` pairs; defaults
+            to the 1000 ImageNet classes in sorted-wnid order.
+
+    Returns:
+        One list per row of `(id, name, score)` tuples, best first. For plain
+        names, `id` is the class index as a string.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from alexnet_keras import decode_predictions
+    >>> preds = np.zeros((1, 1000)); preds[0, 1] = 1.0
+    >>> decode_predictions(preds, top=1)
+    [[('n01443537', 'goldfish', 1.0)]]
+    """
+    preds = np.asarray(preds)
+    if class_names is None:
+        classes = imagenet_classes()
+    else:
+        classes = [
+            tuple(c) if isinstance(c, (tuple, list)) else (str(i), str(c))
+            for i, c in enumerate(class_names)
+        ]
+    if preds.ndim != 2 or preds.shape[1] != len(classes):
+        raise ValueError(
+            f"`decode_predictions` expects a batch of shape (N, {len(classes)}). "
+            f"Received: preds.shape={preds.shape}"
+        )
+    results = []
+    for row in preds:
+        order = np.argsort(-row, kind="stable")[:top]
+        results.append([(*classes[i], float(row[i])) for i in order])
+    return results
 
 
 def get_variant(name):

@@ -6,7 +6,8 @@ lighting noise, then the weights' preprocessing. Every random choice is a pure
 function of `(seed, epoch, element index)`, so a resumed epoch
 (`skip_batches=n`) yields exactly the batches an uninterrupted run would.
 
-`eval_pipeline` is Caffe's test phase: shorter side 256, the centre crop at
+`eval_pipeline` is Caffe's test phase: a resize to 256 by the evaluation
+protocol (`"bvlc"`: a 256x256 warp; `"shorter-side"`), the centre crop at
 Caffe's offset, or ten crops. The preprocessing itself (`preprocess_fn`,
 `resize_shorter`, the crops) is `alexnet_keras.preprocessing`'s. A trainer
 imports all of it, and `open_dataset`, from `alexnet_keras.data`.
@@ -20,8 +21,10 @@ import tensorflow as tf
 from alexnet_keras.data.image_folder import seeded_permutation
 from alexnet_keras.data.split import Split, drop_bad_records
 from alexnet_keras.preprocessing import (
+    PROTOCOLS,
     center_crop_tensor,
     preprocess_fn,
+    resize_image,
     resize_shorter,
     ten_crop_tensor,
 )
@@ -227,11 +230,14 @@ def eval_pipeline(
     ten_crop=False,
     resize=256,
     num_parallel=tf.data.AUTOTUNE,
+    protocol="shorter-side",
 ):
     """Evaluation batches: Caffe's test-phase centre crop, or its ten crops.
 
-    Each image's shorter side is resized to `resize` (as
-    `preprocessing.load_image`), then cropped as `preprocessing.center_crop`
+    Each image is resized by `protocol` (`preprocessing.resize_image`, as
+    `preprocessing.load_image`): its shorter side to `resize`, or with
+    `"bvlc"` warped to `resize` x `resize`, as BVLC's published accuracy
+    was measured. Then it is cropped as `preprocessing.center_crop`
     (offset `(256 - 227) // 2 = 14` at 227) or `preprocessing.ten_crop`
     (4 corners, centre, then the same 5 mirrored), then preprocessed. Every
     example is kept, in order; the last batch may be smaller.
@@ -244,6 +250,7 @@ def eval_pipeline(
         ten_crop: return 10 views per image.
         resize: the shorter side before cropping.
         num_parallel: parallel calls of the per-image map.
+        protocol: `"shorter-side"` or `"bvlc"` (`preprocessing.PROTOCOLS`).
 
     Returns:
         A dataset of `(x, y)`: float32 `(B, S, S, 3)`, or `(B, 10, S, S, 3)` with
@@ -261,9 +268,11 @@ def eval_pipeline(
     _check_sizes(input_size, batch_size, resize)
     preprocess = preprocess_fn(preprocessing, input_size)
     size = input_size
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Expected a protocol in {list(PROTOCOLS)}. Received: {protocol!r}")
 
     def views(image, label):
-        x = resize_shorter(tf.cast(image, tf.float32), resize)
+        x = resize_image(tf.cast(image, tf.float32), resize, protocol)
         x = ten_crop_tensor(x, size) if ten_crop else center_crop_tensor(x, size)
         return preprocess(x), tf.cast(label, tf.int32)
 

@@ -27,6 +27,12 @@ The metadata schema (a JSON object, at most `limits.MAX_METADATA_BYTES`):
 - `source`: null, or an object of at most 64 fields, each a string, a finite
   number, a boolean or null.
 - `alexnet_keras_version`: a string.
+- `protocol`: null, `"bvlc"` or `"shorter-side"`: how the weights' source
+  prepared evaluation images (`evaluate --protocol`'s default). The Caffe
+  converters write `"bvlc"` (256x256 warp), everything else `"shorter-side"`.
+  A file without it (written before the field) is `"bvlc"` if its `source`
+  format is `caffemodel` or `npy`, else `"shorter-side"`
+  (`preprocessing.weights_protocol`).
 
 Strings are at most `limits.MAX_METADATA_STRING` characters; no other key is
 accepted. The arrays must be exactly the layers and shapes
@@ -133,7 +139,7 @@ def load_into(model, path, *, kind="alexnet"):
         layer.set_weights(arrays[layer.name])
 
 
-def _metadata(spec, input_size, classes, class_names, preprocessing, source):
+def _metadata(spec, input_size, classes, class_names, preprocessing, source, protocol):
     return {
         "format_version": FORMAT_VERSION,
         "variant": spec.name,
@@ -145,6 +151,7 @@ def _metadata(spec, input_size, classes, class_names, preprocessing, source):
         "preprocessing": preprocessing or spec.preprocessing,
         "source": source,
         "alexnet_keras_version": __version__,
+        "protocol": protocol,
     }
 
 
@@ -213,6 +220,7 @@ def write_arrays(
     class_names=None,
     preprocessing=None,
     source=None,
+    protocol="shorter-side",
 ):
     """Writes a full AlexNet weights file from arrays, without building the model.
 
@@ -227,7 +235,8 @@ def write_arrays(
             weighted layer; shapes must match the plan exactly.
         variant: the variant name.
         input_size: recorded in the metadata; defaults to the variant's.
-        class_names, preprocessing, source: metadata, as in `save_weights`.
+        class_names, preprocessing, source, protocol: metadata, as in
+            `save_weights`.
 
     Returns:
         The path written, as a `pathlib.Path`.
@@ -258,7 +267,7 @@ def write_arrays(
                 f"{path}: layer '{layer.name}' expects shapes {layer.weight_shapes}. "
                 f"Received: {got}"
             )
-    meta = _metadata(spec, input_size, classes, class_names, preprocessing, source)
+    meta = _metadata(spec, input_size, classes, class_names, preprocessing, source, protocol)
 
     def write(tmp):
         counts = {}
@@ -280,7 +289,8 @@ def write_arrays(
     return atomic_write(path, write, needed=int(needed))
 
 
-def save_weights(model, path, *, variant, class_names=None, preprocessing=None, source=None):
+def save_weights(model, path, *, variant, class_names=None, preprocessing=None, source=None,
+                 protocol="shorter-side"):  # fmt: skip
     """Writes `model`'s weights with metadata, atomically.
 
     Args:
@@ -291,6 +301,8 @@ def save_weights(model, path, *, variant, class_names=None, preprocessing=None, 
         preprocessing: optional dict (`color_order`, `mean`); defaults to the
             variant's.
         source: optional provenance dict (`path`, `format`, `sha256`, ...).
+        protocol: how the source's accuracy is measured: `"shorter-side"`
+            (what training here uses) or `"bvlc"` (a 256x256 warp, Caffe's).
 
     Returns:
         The path written, as a `pathlib.Path`.
@@ -306,6 +318,7 @@ def save_weights(model, path, *, variant, class_names=None, preprocessing=None, 
         class_names,
         preprocessing,
         source,
+        protocol,
     )
 
     return write_model_weights(model, path, meta)

@@ -15,19 +15,24 @@ from alexnet_keras import variants as V
 __all__ = [
     "FORMAT_VERSION",
     "METADATA_KEY",
+    "PROTOCOLS",
     "Refusal",
     "check_metadata",
     "expected_arrays",
     "parse_metadata",
+    "weights_protocol",
 ]
 
 # The root attribute that holds the metadata, and the schema version it follows.
 METADATA_KEY = "alexnet_keras"
 FORMAT_VERSION = 1
 _KEYS = {"format_version", "variant", "input_size", "classes", "class_names", "preprocessing",
-         "source", "alexnet_keras_version"}  # fmt: skip
+         "source", "alexnet_keras_version", "protocol"}  # fmt: skip
 _REQUIRED = ("variant", "classes", "input_size")
 _PREPROCESSING_KEYS = {"color_order", "mean", "pixel_range"}
+# How the source measured its accuracy (`preprocessing.PROTOCOLS`): "bvlc" warps
+# to 256x256 (Caffe's ImageNet LMDB), "shorter-side" resizes the shorter side.
+PROTOCOLS = ("bvlc", "shorter-side")
 # Provenance: a flat object of scalars (path, format, digests, size, epoch...).
 _MAX_SOURCE_KEYS = 64
 
@@ -209,9 +214,32 @@ Received: nan
     _class_names(meta.get("class_names"), classes)
     _preprocessing(meta.get("preprocessing"), meta["input_size"])
     _source(meta.get("source"))
+    if meta.get("protocol") is not None and meta["protocol"] not in PROTOCOLS:
+        raise Refusal(f"metadata `protocol` must be one of {list(PROTOCOLS)}. "
+                      f"Received: {_short(meta['protocol'])}")  # fmt: skip
     if meta.get("alexnet_keras_version") is not None:
         _string(meta["alexnet_keras_version"], "alexnet_keras_version", 64)
     return meta
+
+
+def weights_protocol(meta):
+    """The protocol a weights file's source measured its accuracy with.
+
+    The metadata's `protocol`; a file written before that field is `"bvlc"`
+    when converted from a `caffemodel` or `npy` (Caffe's releases), else
+    `"shorter-side"` (trained here, or cuda-convnet's, which the paper
+    describes as shorter side 256 and the central crop).
+
+    Example:
+
+    >>> from alexnet_keras.weights._schema import weights_protocol
+    >>> weights_protocol({"source": {"format": "caffemodel"}})
+    'bvlc'
+    """
+    if meta.get("protocol") is not None:
+        return meta["protocol"]
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    return "bvlc" if source.get("format") in ("caffemodel", "npy") else "shorter-side"
 
 
 def expected_arrays(meta):
