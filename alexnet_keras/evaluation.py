@@ -2,79 +2,103 @@
 
 import csv
 import pathlib
+import re
 
 import numpy as np
+
+from alexnet_keras.progress import Progress
 
 __all__ = ["evaluate", "format_report"]
 
 
 def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, batch_size=64,
-             output=None, max_batches=None):  # fmt: skip
+             output=None, max_batches=None, labels=None, protocol=None, progress=None):  # fmt: skip
     """Evaluates a weights file on a dataset.
 
     Args:
         weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
-        dataset: a TFDS name or `folder:PATH` (see `alexnet_keras.data.open_dataset`).
+        dataset: a TFDS name, `folder:PATH` or `imagenet-val:PATH` (see
+            `alexnet_keras.data.open_dataset`).
         data_dir: the TFDS data dir.
         split: "eval" (the dataset's test/val split or hold-out) or "train".
         ten_crop: average the softmax over 10 crops (corners, centre, mirrors).
         batch_size: images per batch.
         output: where to write the confusion matrix CSV; default next to the weights.
         max_batches: stop after this many batches (quick checks).
+        labels: the label file of `imagenet-val:PATH` (Caffe's `val.txt`,
+            the devkit's ground truth, or `LOC_val_solution.csv`), or
+            `[ground truth, synset map]`.
+        protocol: how images are resized before the crop: `"bvlc"` (a
+            256x256 warp, as BVLC measured 57.1/80.2) or `"shorter-side"`;
+            default: the weights' own (`preprocessing.weights_protocol`).
+        progress: a stream for a progress line with an ETA (e.g.
+            `sys.stderr`), shown when there is more than one batch; `None`
+            for silence.
 
     Returns:
-        A dict: `top1`, `top5`, `count`, `per_class` (name, count, top-1) and
-        `confusion_matrix` (the CSV path).
+        A dict: `top1`, `top5`, `count`, `skipped`, `protocol`, `per_class`
+        (name, count, top-1) and `confusion_matrix` (the CSV path).
+
+    Example:
+
+    >>> import os, tempfile, alexnet_keras
+    >>> from alexnet_keras import weights
+    >>> from alexnet_keras.evaluation import evaluate
+    >>> path = weights.save_weights(alexnet_keras.AlexNet(classes=10),
+    ...     os.path.join(tempfile.mkdtemp(), "m.weights.h5"), variant="bvlc")
+    >>> result = evaluate(path, "folder:../shared/data/cifar10-mini", max_batches=1)
+    >>> result["count"], result["protocol"]
+    (64, 'shorter-side')
     """
     from alexnet_keras import data
-    from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
     from alexnet_keras.model import AlexNet
-    from alexnet_keras.pretrained import resolve
-    from alexnet_keras.weights import read_metadata
+    from alexnet_keras.preprocessing import PROTOCOLS, weights_protocol
 
-    path = resolve(weights)
-    mirror = is_mirror_file(path)
-    if mirror:
-        model, meta = load_mirror(path)
-        meta = {**meta, "classes": model.output_shape[-1]}
-    else:
-        meta = read_metadata(path)
+    path, mirror, model, meta = _weights(weights)
     if split not in ("eval", "train"):
         raise ValueError(f"--split must be eval or train. Received: {split!r}")
-    if mirror and ten_crop:
-        raise ValueError(f"{path}: a cfg net reads whole images; --ten-crop does not apply")
-    splits, info = data.open_dataset(dataset, data_dir=data_dir)
-    classes = len(info.class_names)
-    if classes != meta["classes"]:
+    if protocol is not None and protocol not in PROTOCOLS:
         raise ValueError(
-            f"{path}: has {meta['classes']} classes; {dataset} has {classes}. "
-            "Evaluate weights trained on this dataset"
+            f"--protocol must be one of {', '.join(PROTOCOLS)}. Received: {protocol!r}"
         )
+    if mirror and (ten_crop or protocol):
+        raise ValueError(f"{path}: a cfg net reads whole images; --ten-crop and --protocol "
+                         "do not apply")  # fmt: skip
+    protocol = protocol or weights_protocol(meta)
+    splits, info = data.open_dataset(dataset, data_dir=data_dir, labels=labels)
+    if split not in splits:
+        raise ValueError(f"{dataset} has no {split} split; it has {', '.join(splits)}")
+    _check_classes(path, meta, info, dataset)
+    classes = len(info.class_names)
     if mirror:
         ds = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
     else:
         model = AlexNet(weights=path)
         ds = data.eval_pipeline(
             splits[split], input_size=meta["input_size"], batch_size=batch_size,
-            preprocessing=meta["preprocessing"], ten_crop=ten_crop,
+            preprocessing=meta["preprocessing"], ten_crop=ten_crop, protocol=protocol,
         )  # fmt: skip
-    confusion, top5_hits = _score(model, ds, classes, ten_crop, max_batches)
+    total = len(splits[split])
+    if max_batches is not None:
+        total = min(total, max_batches * batch_size)
+    meter = Progress(total, label="evaluate", unit="images", stream=progress,
+                     enabled=progress is not None and total > batch_size)  # fmt: skip
+    confusion, top5_hits = _score(model, ds, classes, ten_crop, max_batches, meter)
     count = int(confusion.sum())
+    # Listed files that failed their check, and (over a whole split) images that did not decode.
+    skipped = int(info.skipped.get(split, 0)) + (total - count if max_batches is None else 0)
     names = [n if isinstance(n, str) else n[-1] for n in info.class_names]
-    out = (
-        pathlib.Path(output)
-        if output
-        else pathlib.Path(path).with_name(
-            f"confusion-{dataset.replace('folder:', '').strip('/').replace('/', '_')}-{split}.csv"
-        )
-    )
+    out = pathlib.Path(output) if output else pathlib.Path(path).with_name(
+        f"confusion-{_file_part(dataset)}-{split}.csv")  # fmt: skip
     _write_confusion(out, names, confusion)
     return {
         "weights": str(path),
         "dataset": dataset,
         "split": split,
         "ten_crop": ten_crop,
+        "protocol": None if mirror else protocol,
         "count": count,
+        "skipped": skipped,
         "top1": float(np.trace(confusion) / count) if count else 0.0,
         "top5": top5_hits / count if count else 0.0,
         "per_class": _per_class(names, confusion),
@@ -82,7 +106,43 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     }
 
 
-def _score(model, ds, classes, ten_crop, max_batches):
+def _weights(weights):
+    """`(path, is a cfg mirror, its model or None, metadata)` of a weights file or name."""
+    from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
+    from alexnet_keras.pretrained import resolve
+    from alexnet_keras.weights import read_metadata
+
+    path = resolve(weights)
+    if not is_mirror_file(path):
+        return path, False, None, read_metadata(path)
+    model, meta = load_mirror(path)
+    return path, True, model, {**meta, "classes": model.output_shape[-1]}
+
+
+def _file_part(dataset):
+    """`dataset` as part of a file name: `folder:/a/b` -> `a_b`."""
+    for prefix in ("folder:", "imagenet-val:"):
+        dataset = dataset.removeprefix(prefix)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("_") or "dataset"
+
+
+def _check_classes(path, meta, info, dataset):
+    """The weights' classes must be the dataset's, in the same order where both name them."""
+    classes = len(info.class_names)
+    if classes != meta["classes"]:
+        raise ValueError(
+            f"{path}: has {meta['classes']} classes; {dataset} has {classes}. "
+            "Evaluate weights trained on this dataset"
+        )
+    ids = [n[0] for n in meta.get("class_names") or [] if isinstance(n, (list, tuple))]
+    theirs = [n[0] for n in info.class_names if isinstance(n, (list, tuple))]
+    if len(ids) == len(theirs) == classes and ids != theirs:
+        i = next(i for i, (a, b) in enumerate(zip(ids, theirs, strict=True)) if a != b)
+        raise ValueError(f"{path}: its class {i} is {ids[i]}, {dataset}'s is {theirs[i]}: "
+                         "the weights list the classes in another order")  # fmt: skip
+
+
+def _score(model, ds, classes, ten_crop, max_batches, meter):
     """`(confusion matrix, top-5 hits)` of `model` over the batches of `ds`."""
     import tensorflow as tf
 
@@ -103,6 +163,8 @@ def _score(model, ds, classes, ten_crop, max_batches):
         np.add.at(confusion, (labels, probs.argmax(-1)), 1)
         top = np.argsort(-probs, axis=-1)[:, :5]
         top5_hits += int((top == labels[:, None]).any(axis=1).sum())
+        meter.update(int(confusion.sum()))
+    meter.close()
     return confusion, top5_hits
 
 
@@ -141,11 +203,18 @@ def _cfg_batches(path, model, meta, ds, dataset, batch_size):
     return batches(arrays, mean, np.arange(len(arrays[1])), batch_size)
 
 
+def _how(result):
+    parts = [f"protocol {result['protocol']}"] if result.get("protocol") else []
+    parts += ["ten crops"] if result["ten_crop"] else []
+    parts += [f"{result['skipped']} skipped"] if result.get("skipped") else []
+    return "".join(f", {p}" for p in parts)
+
+
 def format_report(result, max_rows=50):
     """The text report: totals, then the per-class table (worst classes first when long)."""
     lines = [
         f"{result['dataset']} ({result['split']}, {result['count']} images"
-        f"{', ten crops' if result['ten_crop'] else ''}): "
+        f"{_how(result)}): "
         f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}",
         "",
         f"{'class':<30} {'images':>7} {'top-1':>7}",

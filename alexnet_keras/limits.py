@@ -19,6 +19,8 @@ __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
+    "MAX_LABEL_FILE_BYTES",
+    "MAX_VAL_IMAGES",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_STRING",
     "MAX_PICKLE_DEPTH",
@@ -147,6 +149,12 @@ MAX_HEADER_STEPS = 300_000
 
 # Nested folders under one class folder; ImageNet's layout needs 1.
 MAX_WALK_DEPTH = 32
+# An ILSVRC-2012 val label file or synset map (`evaluate --labels`): Caffe's
+# val.txt is 1.6 MB, Kaggle's LOC_val_solution.csv 2.2 MB, the devkit's ground
+# truth 0.2 MB and meta.mat 0.4 MB (zlib: its decompressed size counts too).
+MAX_LABEL_FILE_BYTES = 64 << 20
+# Entries of an ILSVRC-2012 val folder or label file: the real set has 50,000.
+MAX_VAL_IMAGES = 1_000_000
 
 # -- Training (configs, TF_CONFIG, checkpoints) --
 

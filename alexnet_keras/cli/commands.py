@@ -142,16 +142,38 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
 
 @cli.command()
 @click.option("--weights", required=True, help="A .weights.h5 or a release name.")
-@click.option("--dataset", required=True, help="A TFDS name or folder:PATH.")
+@click.option(
+    "--dataset",
+    required=True,
+    help="A TFDS name, folder:PATH or imagenet-val:PATH (with --labels).",
+)
 @click.option("--data-dir", default=None)
+@click.option(
+    "--labels",
+    multiple=True,
+    help="imagenet-val: Caffe's val.txt, the devkit's ILSVRC2012_validation_ground_truth.txt "
+    "(its meta.mat or map_clsloc.txt beside it, or given as a second --labels) or Kaggle's "
+    "LOC_val_solution.csv.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["bvlc", "shorter-side"]),
+    default=None,
+    help="How images reach 256 before the crop: bvlc warps to 256x256 (Caffe's published "
+    "accuracy), shorter-side keeps the aspect ratio. Default: the weights' own.",
+)
 @click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
 @click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--output", default=None, help="Where to write the confusion matrix CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @user_errors
-def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as_json):
-    """Top-1/top-5, a per-class accuracy table and a confusion matrix file."""
+def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batch_size, output,
+             as_json):  # fmt: skip
+    """Top-1/top-5, a per-class accuracy table and a confusion matrix file.
+
+    Progress with an ETA goes to stderr; the report to stdout.
+    """
     quiet_tensorflow()
     import json
 
@@ -159,7 +181,8 @@ def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as
     from alexnet_keras.evaluation import format_report
 
     result = run_evaluation(weights, dataset, data_dir=data_dir, split=split, ten_crop=ten_crop,
-                            batch_size=batch_size, output=output)  # fmt: skip
+                            batch_size=batch_size, output=output, labels=list(labels) or None,
+                            protocol=protocol, progress=sys.stderr)  # fmt: skip
     click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
 
 

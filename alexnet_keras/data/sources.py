@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import list_image_folder, seeded_permutation
+from alexnet_keras.data.imagenet_val import list_imagenet_val
 from alexnet_keras.data.split import Split, read_all
 
 __all__ = [
@@ -44,7 +45,7 @@ class DatasetInfo:
         class_names: the class names; the index is the label.
         num_examples: `{"train": int, "eval": int}`, after any hold-out split
             and without the skipped files.
-        source: `"tfds"` or `"folder"`.
+        source: `"tfds"`, `"folder"` or `"imagenet-val"`.
         eval_split: where the eval examples come from: `"test"`, `"val"`,
             `"validation"` or `"holdout"` (a seeded part of the training data).
         skipped: `{"train": int, "eval": int}`, files skipped at listing time
@@ -80,6 +81,24 @@ def _open_folder(path, *, seed, strict, holdout):
         skipped=listing.skipped,
     )
     return {"train": _file_split(*train), "eval": _file_split(*evals)}, info
+
+
+def _open_imagenet_val(path, labels):
+    if labels is None:
+        raise ValueError(
+            f"imagenet-val:{path} needs its labels: --labels val.txt (Caffe), "
+            "ILSVRC2012_validation_ground_truth.txt (devkit) or LOC_val_solution.csv (Kaggle)"
+        )
+    listing = list_imagenet_val(path, labels)
+    info = DatasetInfo(
+        name=f"imagenet-val:{os.path.abspath(path)}",
+        class_names=listing.class_names,
+        num_examples={"train": 0, "eval": len(listing.paths)},
+        source="imagenet-val",
+        eval_split="val",
+        skipped={"train": 0, "eval": listing.skipped},
+    )
+    return {"eval": _file_split(listing.paths, listing.labels)}, info
 
 
 # ---------------------------------------------------------------------------
@@ -205,14 +224,15 @@ def _open_tfds(name, *, data_dir, seed, holdout):
     return {"train": train, "eval": evals}, info
 
 
-def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
+def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labels=None):
     """Opens a dataset by name, offline: a TFDS set or an image folder.
 
     Args:
         spec: a TensorFlow Datasets name with `image` and `label` features
             (`"cifar10"`, `"cifar100"`, `"imagenet2012"`, ...), or
-            `"folder:PATH"`. The folder holds `train/<class>/*` and
-            `val/<class>/*` (or `validation/`, `test/`); the classes are the
+            `"folder:PATH"`, or `"imagenet-val:PATH"` (with `labels`). The
+            folder holds `train/<class>/*` and `val/<class>/*` (or
+            `validation/`, `test/`); the classes are the
             sorted subfolders of `train/`, and the eval classes must be among
             them. A folder with `<class>/` subfolders directly has no split:
             a seeded hold-out, stratified by class, makes the eval set.
@@ -225,6 +245,12 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
             skipping and counting it.
         holdout: the fraction of the training data held out for eval when
             there is no eval split (`None` means 0.1).
+        labels: for `imagenet-val:PATH`, the flat folder of ILSVRC-2012
+            `ILSVRC2012_val_*.JPEG` files: its label file (Caffe's
+            `val.txt`, the devkit's ground truth, Kaggle's
+            `LOC_val_solution.csv`), or `[ground truth, synset map]`
+            (`data.imagenet_val`). It has an `"eval"` split only, of the
+            1000 classes in sorted-wnid order.
 
     Returns:
         `({"train": split, "eval": split}, info)`: each `split` is a `Split`
@@ -263,6 +289,10 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
     spec = str(spec)
     seed = 0 if seed is None else int(seed)
     holdout = 0.1 if holdout is None else holdout
+    if spec.startswith("imagenet-val:"):
+        return _open_imagenet_val(spec[len("imagenet-val:") :], labels)
+    if labels is not None:
+        raise ValueError(f"--labels is for imagenet-val:PATH datasets. Received: dataset {spec!r}")
     if spec.startswith("folder:"):
         return _open_folder(spec[len("folder:") :], seed=seed, strict=strict, holdout=holdout)
     return _open_tfds(spec, data_dir=data_dir, seed=seed, holdout=holdout)
