@@ -54,20 +54,21 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     from alexnet_keras.model import AlexNet
     from alexnet_keras.preprocessing import PROTOCOLS, weights_protocol
 
-    path, mirror, model, meta = _weights(weights)
     if split not in ("eval", "train"):
         raise ValueError(f"--split must be eval or train. Received: {split!r}")
     if protocol is not None and protocol not in PROTOCOLS:
         raise ValueError(
             f"--protocol must be one of {', '.join(PROTOCOLS)}. Received: {protocol!r}"
         )
+    # The dataset and its labels first: a bad label file fails before a release downloads.
+    splits, info = data.open_dataset(dataset, data_dir=data_dir, labels=labels)
+    if split not in splits:
+        raise ValueError(f"{dataset} has no {split} split; it has {', '.join(splits)}")
+    path, mirror, model, meta = _weights(weights)
     if mirror and (ten_crop or protocol):
         raise ValueError(f"{path}: a cfg net reads whole images; --ten-crop and --protocol "
                          "do not apply")  # fmt: skip
     protocol = protocol or weights_protocol(meta)
-    splits, info = data.open_dataset(dataset, data_dir=data_dir, labels=labels)
-    if split not in splits:
-        raise ValueError(f"{dataset} has no {split} split; it has {', '.join(splits)}")
     _check_classes(path, meta, info, dataset)
     classes = len(info.class_names)
     if mirror:
