@@ -202,8 +202,9 @@ def predict(weights, images, top, as_json, ten_crop, batch_size):
     """Print the top labels and scores of each image.
 
     IMAGES are JPEG/PNG/BMP/GIF files or folders (searched recursively).
-    The preprocessing is the weights' own: shorter side 256, the centre crop
-    (or ten crops), colour order and mean.
+    The preprocessing is the weights' own: to 256 by their protocol (a
+    256x256 warp for Caffe's releases, else the shorter side), the centre
+    crop (or ten crops), colour order and mean.
     """  # fmt: skip
     quiet_tensorflow()
     import json

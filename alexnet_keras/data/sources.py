@@ -87,7 +87,8 @@ def _open_imagenet_val(path, labels):
     if labels is None:
         raise ValueError(
             f"imagenet-val:{path} needs its labels: --labels val.txt (Caffe), "
-            "ILSVRC2012_validation_ground_truth.txt (devkit) or LOC_val_solution.csv (Kaggle)"
+            "ILSVRC2012_validation_ground_truth.txt (devkit) or LOC_val_solution.csv (Kaggle); "
+            "it is an eval set, for `evaluate`"
         )
     listing = list_imagenet_val(path, labels)
     info = DatasetInfo(
