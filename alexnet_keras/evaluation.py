@@ -46,9 +46,9 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     >>> from alexnet_keras.evaluation import evaluate
     >>> path = weights.save_weights(alexnet_keras.AlexNet(classes=10),
     ...     os.path.join(tempfile.mkdtemp(), "m.weights.h5"), variant="bvlc")
-    >>> result = evaluate(path, "folder:../shared/data/cifar10-mini", max_batches=1)
-    >>> result["count"], result["protocol"]
-    (64, 'shorter-side')
+    >>> result = evaluate(path, "folder:../shared/data/cifar10-mini", batch_size=8, max_batches=1)
+    >>> result["count"], result["protocol"], result["confusion_matrix"].endswith("mini-eval.csv")
+    (8, 'shorter-side', True)
     """
     from alexnet_keras import data
     from alexnet_keras.model import AlexNet
