@@ -1,0 +1,48 @@
+"""An interrupted run saves its checkpoint, then exits 130 (SIGINT) or 143 (SIGTERM), as a
+shell reports a process ended by that signal: batch systems (Kubernetes Jobs, Slurm) must not
+count a preempted run as done. A real child process, a real signal."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.training.children import tiny_run
+
+# 200 epochs of 25 steps: far more than the child runs before the signal comes.
+LONG = ("--epochs", "200", "--log-every", "1", "--checkpoint-every", "1000")
+
+
+def _newest_state(folder):
+    states = sorted(folder.glob("ckpt-*.state.json"), key=lambda p: int(p.name[5:].split(".")[0]))
+    return json.loads(states[-1].read_text())["state"] if states else None
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, sig, code):
+    out = tmp_path / "m"
+    args = [sys.executable, "-m", "alexnet_keras", *map(str, tiny_run(out, *LONG))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            start_new_session=True)  # fmt: skip
+    try:
+        for line in proc.stderr:  # the first training step, no checkpoint yet
+            if "epoch 1/200 step 1/" in line:
+                break
+        assert not (out / "checkpoints").exists()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, stderr[-3000:]
+    assert "done" not in stdout and "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1] == (f"{sig.name}: checkpoint saved in {out}; run the same command again "
+                         "to resume"), stderr[-2000:]  # fmt: skip
+    state = _newest_state(out / "checkpoints")
+    assert state is not None and state["global_step"] >= 1 and state["epoch"] < 200
+    assert not (out / "model.weights.h5").exists()
