@@ -37,6 +37,8 @@ def test_the_same_command_again_resumes_in_the_same_folder(tmp_path, monkeypatch
     (folder,) = (tmp_path / "runs").iterdir()
     assert re.fullmatch(r"cifar10-mini-[0-9a-f]{8}", folder.name)
     assert f"weights runs/{folder.name}/model.weights.h5" in first.output
+    # Each validation pass draws the one progress meter, with a total and an ETA.
+    assert re.search(r"^validate: 8/8 img, [\d.]+ img/s, ETA 0s$", first.output, re.M)
     again = _invoke(_without_model_dir("--epochs", "2"))  # more epochs: still the same run
     assert again.exit_code == 0, again.output
     assert f"resuming from runs/{folder.name}/checkpoints/ckpt-" in again.output
