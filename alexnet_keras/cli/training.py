@@ -95,7 +95,7 @@ def _log_to_stderr():
     logger.setLevel(logging.INFO)
 
 
-def _train(command, config_path, options):
+def _run(command, config_path, options):
     quiet_tensorflow()
     _log_to_stderr()
     from alexnet_keras.training import config as train_config
@@ -103,12 +103,17 @@ def _train(command, config_path, options):
 
     config = train_config.resolve(command, options, config_path)
     try:
-        result = run(config)
+        return run(config)
     except DivergedError as e:
         fail(e, 1)
+
+
+def _train(command, config_path, options):
+    try:
+        result = _run(command, config_path, options)
     except KeyboardInterrupt:  # Ctrl-C before the loop took the signal over (or after it)
-        click.echo("SIGINT: stopped; run the same command again to resume or start",
-                   err=True)  # fmt: skip
+        click.echo("SIGINT: stopped outside the training loop; run the same command again to "
+                   "resume (or start)", err=True)  # fmt: skip
         sys.exit(128 + signal.SIGINT)
     if result["status"] == "interrupted":
         # 128 + the signal, as a shell reports it: a batch system must not count a

@@ -136,3 +136,29 @@ def test_auto_under_a_tf_config_cluster_is_a_multi_worker_run(tmp_path):
     )  # fmt: skip
     refused(outcome, "worker 1", f"127.0.0.1:{peer}", "after 1 s", code=1)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "cluster, strategy, expected",
+    [
+        ({"worker": ["a:1", "b:1"]}, "auto", "multi-worker"),
+        ({"chief": ["a:1"], "worker": ["b:1"]}, "auto", "multi-worker"),
+        ({"worker": ["a:1"]}, "auto", "auto"),  # one task: a standalone run is the cluster
+        ({"worker": ["a:1"], "evaluator": ["e:1"]}, "auto", "auto"),
+        ({"worker": ["a:1", "b:1"]}, "multi-worker", "multi-worker"),
+        ({"worker": ["a:1", "b:1"]}, "mirrored", "TF_CONFIG: names a cluster of 2 tasks"),
+        ({"worker": ["a:1", "b:1"]}, "one-device", "--strategy one-device trains on this"),
+    ],
+)
+def test_the_strategy_a_tf_config_cluster_gets(cluster, strategy, expected):
+    from alexnet_keras.training.strategies import pick_strategy
+
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
+    if expected.startswith(("TF_CONFIG", "--")):
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            pick_strategy(strategy, env)
+    else:
+        assert pick_strategy(strategy, env) == expected
+    assert pick_strategy(strategy, {}) == strategy  # no TF_CONFIG: as given
+    with pytest.raises(ValueError, match="TF_CONFIG: not JSON"):
+        pick_strategy(strategy, {"TF_CONFIG": "{"})

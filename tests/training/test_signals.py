@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -46,3 +47,23 @@ def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, sig
     state = _newest_state(out / "checkpoints")
     assert state is not None and state["global_step"] >= 1 and state["epoch"] < 200
     assert not (out / "model.weights.h5").exists()
+
+
+def test_ctrl_c_while_starting_exits_130_in_one_line(tmp_path):
+    """Before the loop takes SIGINT over (TensorFlow still loading), Ctrl-C is a
+    KeyboardInterrupt: one line, exit 130, no traceback, no folder."""
+    args = [sys.executable, "-m", "alexnet_keras", *map(str, tiny_run(tmp_path / "m", *LONG))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            start_new_session=True)  # fmt: skip
+    try:
+        time.sleep(1.5)  # the imports take several seconds
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and stdout == ""
+    assert stderr.strip().splitlines()[-1].startswith("SIGINT: stopped outside the training loop")
+    assert not (tmp_path / "m").exists()
