@@ -108,11 +108,14 @@ def _new_folder(out, lock_name):
     `config.yaml`, removes the lock file and what it made, when empty."""
     made = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    locked = False
     try:
         with _locked(out, lock_name):
+            locked = True
             yield
     except BaseException:
-        if not (out / "config.yaml").exists():
+        # Refused by the lock: the folder and its lock file are another trainer's.
+        if locked and not (out / "config.yaml").exists():
             (out / lock_name).unlink(missing_ok=True)
             for folder in made:  # the run folder first, then the parents made for it
                 try:

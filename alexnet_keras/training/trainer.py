@@ -255,6 +255,10 @@ class Trainer:
             if trained is None:
                 return "interrupted"
             self._end_epoch(state, *trained, time.perf_counter() - began, writer)
+            if stop.requested and state["epoch"] < c.epochs:  # it came during validation
+                log.warning("%s: checkpoint saved at the end of epoch %d; exiting",
+                            stop.requested, state["epoch"])  # fmt: skip
+                return "interrupted"
         return "finished"
 
     def _restore(self):

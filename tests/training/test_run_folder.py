@@ -162,3 +162,28 @@ def test_the_strategy_a_tf_config_cluster_gets(cluster, strategy, expected):
     assert pick_strategy(strategy, {}) == strategy  # no TF_CONFIG: as given
     with pytest.raises(ValueError, match="TF_CONFIG: not JSON"):
         pick_strategy(strategy, {"TF_CONFIG": "{"})
+
+
+def test_a_folder_another_trainer_locked_meanwhile_keeps_its_lock(tmp_path):
+    """Two trainers make the same new folder: the one the lock refuses removes nothing."""
+    import fcntl
+    import os
+
+    from alexnet_keras.training import run as run_module
+
+    out = tmp_path / "runs" / "x"
+    out.mkdir(parents=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"4242\n")
+        with pytest.raises(ValueError, match=r"another trainer \(pid 4242\)"):
+            with run_module._new_folder(out, ".lock"):
+                pass
+        assert (out / ".lock").exists()
+    finally:
+        os.close(fd)
+    with pytest.raises(KeyError):  # unlocked: a failure before config.yaml removes it all
+        with run_module._new_folder(tmp_path / "new" / "run", ".lock"):
+            raise KeyError
+    assert not (tmp_path / "new").exists()

@@ -67,3 +67,34 @@ def test_ctrl_c_while_starting_exits_130_in_one_line(tmp_path):
     assert "Traceback" not in stderr and stdout == ""
     assert stderr.strip().splitlines()[-1].startswith("SIGINT: stopped outside the training loop")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_signal_during_validation_ends_the_run_at_the_epoch_end_checkpoint(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from alexnet_keras.training import config as train_config
+    from alexnet_keras.training import setups
+    from alexnet_keras.training.trainer import Trainer
+
+    data = tf.data.Dataset.from_tensor_slices(
+        (tf.random.normal((8, 4), seed=1), tf.constant([0, 1] * 4))
+    ).batch(4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc8")])
+    config = train_config.resolve("train", {"dataset": "toy", "weights": "none", "epochs": 3,
+                                            "model_dir": str(tmp_path)})  # fmt: skip
+    setup = setups.Setup(model=model, factors=[(1.0, None), (1.0, None)],
+                         make_train=lambda epoch, skip: data.skip(skip),
+                         make_eval=lambda: data, steps=2)  # fmt: skip
+    trainer = Trainer(config, tf.distribute.get_strategy(), setup)
+    stop = type("Stop", (), {"requested": None})()
+    evaluate = trainer.evaluate
+
+    def evaluate_then_signal():
+        stop.requested = "SIGTERM"  # as if it came during the pass
+        return evaluate()
+
+    trainer.evaluate = evaluate_then_signal
+    assert trainer.fit(stop) == "interrupted"
+    state = _newest_state(tmp_path / "checkpoints")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 2)
