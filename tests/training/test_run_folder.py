@@ -115,10 +115,15 @@ def test_a_run_refused_after_its_folder_was_made_removes_it(tmp_path):
     outcome = run_isolated(cli=too_big, cwd=work, timeout=120)
     refused(outcome, "make no batch of 512", after_log=True)
     assert list(work.iterdir()) == []
-    kept = work / "mine"  # a folder the user made is kept, and so is the lock
+
+
+@pytest.mark.slow
+def test_a_folder_the_user_made_is_kept_with_its_lock(tmp_path):
+    kept = tmp_path / "mine"
     kept.mkdir()
-    outcome = run_isolated(cli=[*too_big, "--model-dir", kept], cwd=work, timeout=120)
-    refused(outcome, "make no batch of 512", after_log=True)
+    too_big = _without_model_dir("--batch-size", "512", "--model-dir", kept, quick=())
+    refused(run_isolated(cli=too_big, cwd=tmp_path, timeout=120), "make no batch of 512",
+            after_log=True)  # fmt: skip
     assert [p.name for p in kept.iterdir()] == [".lock"]
 
 
