@@ -1,5 +1,6 @@
 """`finetune` and `train`: each command's options, built from its own defaults in the config."""
 
+import signal
 import sys
 
 import click
@@ -94,7 +95,7 @@ def _log_to_stderr():
     logger.setLevel(logging.INFO)
 
 
-def _train(command, config_path, options):
+def _run(command, config_path, options):
     quiet_tensorflow()
     _log_to_stderr()
     from alexnet_keras.training import config as train_config
@@ -102,15 +103,29 @@ def _train(command, config_path, options):
 
     config = train_config.resolve(command, options, config_path)
     try:
-        result = run(config)
+        return run(config)
     except DivergedError as e:
         fail(e, 1)
+
+
+def _train(command, config_path, options):
+    try:
+        result = _run(command, config_path, options)
+    except KeyboardInterrupt:  # Ctrl-C before the loop took the signal over (or after it)
+        click.echo("SIGINT: stopped outside the training loop; run the same command again to "
+                   "resume (or start)", err=True)  # fmt: skip
+        sys.exit(128 + signal.SIGINT)
     if result["status"] == "interrupted":
-        click.echo(f"interrupted; checkpoint saved in {result['model_dir']}; rerun to resume")
-        return
+        # 128 + the signal, as a shell reports it: a batch system must not count a
+        # preempted run as done (Kubernetes Jobs retry a pod that exits non-zero).
+        code = 128 + signal.Signals[result["signal"]].value if result["signal"] else 1
+        click.echo(f"{result['signal'] or 'interrupted'}: checkpoint saved in "
+                   f"{result['model_dir']}; run the same command again to resume",
+                   err=True)  # fmt: skip
+        sys.exit(code)
     m = result["metrics"] or {}
     click.echo(
-        f"done: val top-1 {float(m.get('val_top1', 0)):.4f} top-5 {float(m.get('val_top5', 0)):.4f}"
+        f"done: val top-1 {m.get('val_top1', 0):.4f} top-5 {m.get('val_top5', 0):.4f}"
         f"; weights {result['weights']}"
     )
 
@@ -122,8 +137,10 @@ def finetune(config_path, **options):
     """Fine-tune AlexNet on CIFAR-10, any TFDS set or an image folder.
 
     fc8 becomes a head with the dataset's classes; the default initial
-    weights are the converted bvlc_alexnet. Rerunning the same command
-    resumes from the last checkpoint in --model-dir.
+    weights are the converted bvlc_alexnet. The run folder is --model-dir,
+    by default runs/<dataset>-<8 hex digits of the config's hash>: run the
+    same command again to resume there. Ctrl-C or SIGTERM saves a checkpoint
+    and exits 130 or 143.
     """
     _train("finetune", config_path, options)
 
@@ -136,7 +153,9 @@ def train(config_path, **options):
 
     Batch 128, lr 0.01, momentum 0.9, weight decay 5e-4, lr / 10 when the
     validation accuracy stops improving, 90 epochs. Uses every local GPU
-    (MirroredStrategy); --strategy multi-worker reads TF_CONFIG. With
-    --chm-layers and --chm-params it trains a CHM cfg net instead.
+    (MirroredStrategy); --strategy multi-worker, or auto under a TF_CONFIG
+    of several workers, trains across machines. With --chm-layers and
+    --chm-params it trains a CHM cfg net instead. Runs resume and stop as
+    finetune's do.
     """
     _train("train", config_path, options)

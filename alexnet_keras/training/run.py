@@ -1,13 +1,17 @@
 """The driver of `finetune` and `train`: resolve, prepare, build, loop, save.
 
-As tensorflow/models' `train.py`: `run(config)` prepares the model dir
-(holding its lock file for the whole run, so that a second trainer is
-refused; removing what a killed run left half-written; checking a resumed
-run's `config.yaml`), builds the `tf.distribute`
-strategy, seeds and sets the precision policy, opens the dataset, calls the
-setup (`setups.alexnet_setup` or, for `--chm-layers`, `setups.cfg_setup`),
-writes the resolved `config.yaml`, and hands the setup to `trainer.Trainer`.
-SIGTERM / SIGINT become a flag the loop checks after each step.
+As tensorflow/models' `train.py`: `run(config)` picks the `tf.distribute`
+strategy (`strategies.pick_strategy`: `auto` under a `TF_CONFIG` cluster is a
+multi-worker run), opens the dataset and resolves the initial weights, and
+only then makes the model dir: a refusal leaves no empty run folder behind.
+It holds the model dir's lock file for the whole run (a second trainer is
+refused; for a folder that exists, before TensorFlow loads), removes what a
+killed run left half-written, checks a resumed run's `config.yaml`, seeds
+and sets the precision policy, calls the setup (`setups.alexnet_setup` or,
+for `--chm-layers`, `setups.cfg_setup`), writes the resolved `config.yaml`,
+and hands the setup to `trainer.Trainer`. SIGTERM / SIGINT become a flag the
+loop checks after each step; the run then saves a checkpoint and returns
+`"interrupted"` with the signal's name (the CLI exits 143 / 130).
 """
 
 import contextlib
@@ -23,7 +27,7 @@ import signal
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import config_file, setups
 from alexnet_keras.training.checkpoints import is_chief
-from alexnet_keras.training.strategies import make_strategy, tf_config_task
+from alexnet_keras.training.strategies import make_strategy, pick_strategy, tf_config_task
 from alexnet_keras.training.trainer import DivergedError, Trainer
 
 __all__ = ["DivergedError", "run"]
@@ -54,9 +58,9 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def _lock_name(config):
+def _lock_name(strategy):
     """`.lock` for the chief (or a lone trainer); `.lock-worker-1` and so on for other workers."""
-    task = tf_config_task() if config.strategy == "multi-worker" else None
+    task = tf_config_task() if strategy == "multi-worker" else None
     if task is None:
         return ".lock"
     cluster, kind, index = task
@@ -98,6 +102,37 @@ def _write_text(path, text):
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _new_folder(out, lock_name):
+    """Makes `out` (and its missing parents) and locks it; if the run stops before it wrote
+    `config.yaml`, removes the lock file and what it made, when empty."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    locked = False
+    try:
+        with _locked(out, lock_name):
+            locked = True
+            yield
+    except BaseException:
+        # Refused by the lock: the folder and its lock file are another trainer's.
+        if locked and not (out / "config.yaml").exists():
+            (out / lock_name).unlink(missing_ok=True)
+            for folder in made:  # the run folder first, then the parents made for it
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or gone): what it holds is not ours to remove
+                    break
+        raise
+
+
+def _check_folder(out, config):
+    """Cleans a killed run's leftovers, and refuses a resume with another configuration."""
+    _clean_model_dir(out)
+    saved_path = out / "config.yaml"
+    if saved_path.exists():
+        train_config.check_resume(config_file.load(saved_path), config, out)
+
+
 def run(config):
     """Trains or fine-tunes as `config` says.
 
@@ -105,7 +140,11 @@ def run(config):
         config: a `TrainConfig` (`training.config.resolve`).
 
     Returns:
-        `{"status": "finished" | "interrupted", "model_dir", "weights", "metrics"}`.
+        `{"status": "finished" | "interrupted", "signal", "model_dir", "weights",
+        "metrics"}`: `signal` is the name of the signal that interrupted the
+        run (`"SIGTERM"`, `"SIGINT"`) or None; `metrics` is the last row of
+        `metrics.csv` as numbers (`epoch` and `step` ints, the rest floats),
+        or None.
 
     Raises:
         ValueError: bad input (the dataset, the weights, a resumed run's config,
@@ -128,21 +167,42 @@ def run(config):
     ('finished', True)
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    strategy_name = pick_strategy(config.strategy)
     out = pathlib.Path(config.model_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # The lock and the resume check come before TensorFlow loads: a refusal takes no time.
-    with _locked(out, _lock_name(config)):
-        _clean_model_dir(out)
-        saved_path = out / "config.yaml"
-        if saved_path.exists():
-            train_config.check_resume(config_file.load(saved_path), config, out)
+    lock_name = _lock_name(strategy_name)
+    with contextlib.ExitStack() as stack:
+        existing = out.is_dir()
+        if existing:  # the lock and the resume check come before TensorFlow loads
+            stack.enter_context(_locked(out, lock_name))
+            _check_folder(out, config)
         import keras
 
-        policy = keras.mixed_precision.global_policy()
-        try:
-            return _run(config, out)
-        finally:  # the policy is process-wide; leave the caller's in place
-            keras.mixed_precision.set_global_policy(policy)
+        # The policy is process-wide; leave the caller's in place.
+        stack.callback(keras.mixed_precision.set_global_policy,
+                       keras.mixed_precision.global_policy())  # fmt: skip
+        inputs = _open_inputs(config, strategy_name)
+        if not existing:  # the inputs are good: now the folder
+            stack.enter_context(_new_folder(out, lock_name))
+            _check_folder(out, config)  # another trainer may have made it meanwhile
+        return _run(config, out, *inputs)
+
+
+def _open_inputs(config, strategy_name):
+    """The strategy, the dataset and the initial weights: everything a run needs from outside,
+    checked before the run folder exists."""
+    from alexnet_keras import data
+
+    strategy = make_strategy(strategy_name, config.cpu_devices)
+    _seed_and_precision(config)
+    splits, info = data.open_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        seed=config.seed,
+        strict=config.strict_data,
+        holdout=config.holdout,
+    )
+    weights = None if config.chm_layers else setups.weights_path(config.weights)
+    return strategy, splits, info, weights
 
 
 def _seed_and_precision(config):
@@ -171,40 +231,49 @@ def _steps(config, setup, info):
     return steps
 
 
-def _run(config, out):
+def _number(text):
+    """A `metrics.csv` cell as an int or a float (the text if it is neither)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def _last_metrics(out):
+    """The last row of `out/metrics.csv` as numbers, or None."""
+    if not (out / "metrics.csv").exists():
+        return None
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: _number(value) for key, value in rows[-1].items()} if rows else None
+
+
+def _run(config, out, strategy, splits, info, weights):
     from alexnet_keras import data
 
-    strategy = make_strategy(config.strategy, config.cpu_devices)
-    _seed_and_precision(config)
-    splits, info = data.open_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        seed=config.seed,
-        strict=config.strict_data,
-        holdout=config.holdout,
-    )
     log.info("%s", data.dataset_summary(info))
-    build = setups.cfg_setup if config.chm_layers else setups.alexnet_setup
-    setup = build(config, strategy, splits, info)
+    if config.chm_layers:
+        setup = setups.cfg_setup(config, strategy, splits, info)
+    else:
+        setup = setups.alexnet_setup(config, strategy, splits, info, weights)
     for note in setup.notes:
         log.info("%s", note)
+    setup = dataclasses.replace(setup, steps=_steps(config, setup, info))
     if is_chief(strategy):
         text = config_file.dump(
             config.as_dict(), header=f"alexnet-keras {config.command}: resolved"
         )
         _write_text(out / "config.yaml", text)
-    setup = dataclasses.replace(setup, steps=_steps(config, setup, info))
     trainer = Trainer(config, strategy, setup)
     with _Stop() as stop:
         status = trainer.fit(stop)
-    result = {"status": status, "model_dir": str(out), "weights": None, "metrics": None}
+    result = {"status": status, "signal": stop.requested if status == "interrupted" else None,
+              "model_dir": str(out), "weights": None, "metrics": _last_metrics(out)}  # fmt: skip
     if status == "finished" and trainer.chief:
         source = {"trained_by": f"alexnet-keras {config.command}", "dataset": config.dataset,
                   "initial_weights": config.weights, "model_dir": str(out)}  # fmt: skip
         # A full disk or a read-only folder is one line (`weights.atomic_write`).
         result["weights"] = str(setup.save_weights(out / "model.weights.h5", source))
-    if (out / "metrics.csv").exists():
-        with open(out / "metrics.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        result["metrics"] = rows[-1] if rows else None
     return result

@@ -15,7 +15,7 @@ from alexnet_keras.cuda_convnet.cfg_rules import BUILT_WEIGHT_TYPES
 from alexnet_keras.variants import WEIGHTED_LAYERS as WEIGHTED
 
 __all__ = ["WEIGHTED", "InitialModel", "Setup", "alexnet_setup", "build_model", "cfg_setup",
-           "freeze", "gradient_factors"]  # fmt: skip
+           "eval_limit", "eval_sample", "freeze", "gradient_factors", "weights_path"]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -33,6 +33,8 @@ class Setup:
         save_weights: `save_weights(path, source)` writes the final weights file,
             with metadata; returns its path.
         notes: lines the driver logs before training.
+        eval_images: the images `make_eval` yields, if known (the validation
+            progress line's total).
     """
 
     model: object
@@ -42,6 +44,7 @@ class Setup:
     steps: int
     save_weights: Callable | None = None
     notes: tuple = ()
+    eval_images: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,11 +70,12 @@ class InitialModel:
     notes: tuple = ()
 
 
-def _weights_path(weights):
+def weights_path(weights):
     """The initial weights file as a str (it goes into the run's metadata), or None.
 
     A release is downloaded, verified and converted like everywhere else
     (`pretrained.resolve`); `--weights none` (None here) means random weights.
+    `run` calls it before it makes the run folder.
     """
     from alexnet_keras import pretrained
 
@@ -79,8 +83,17 @@ def _weights_path(weights):
     return None if path is None else str(path)
 
 
-def build_model(config, num_classes):
+_RESOLVE = object()
+
+
+def build_model(config, num_classes, path=_RESOLVE):
     """AlexNet with `config.weights` loaded (a new fc8 if the classes differ), as an `InitialModel`.
+
+    Args:
+        config: the run's `TrainConfig`.
+        num_classes: the dataset's classes.
+        path: `config.weights` as `weights_path` resolved it already (None:
+            random weights); default: resolved here.
 
     Raises:
         ValueError: naming the weights file: another variant than
@@ -89,7 +102,7 @@ def build_model(config, num_classes):
     from alexnet_keras import variants, weights
     from alexnet_keras.model import AlexNet
 
-    path = _weights_path(config.weights)
+    path = weights_path(config.weights) if path is _RESOLVE else path
     meta = weights.read_metadata(path) if path else None
     variant = config.variant or (meta["variant"] if meta else "bvlc")
     if meta and meta["variant"] != variant:
@@ -185,13 +198,51 @@ def gradient_factors(model, config, new_head):
     return out
 
 
-def alexnet_setup(config, strategy, splits, info):
+def eval_limit(config):
+    """The images of a validation pass: `--eval-steps` batches; unset, `config.EVAL_IMAGES`
+    (a whole number of batches); None for `--eval-steps 0` (all)."""
+    from alexnet_keras.training.config import EVAL_IMAGES
+
+    if config.eval_steps is None:
+        return -(-EVAL_IMAGES // config.batch_size) * config.batch_size
+    return config.eval_steps * config.batch_size or None
+
+
+def eval_sample(split, count):
+    """At most `count` images of `split`, spread over it (None: all of them).
+
+    An image folder's split is sorted by class, so its first images would be
+    a few classes: it is sampled every k-th file. A TFDS split is in its
+    prepared (shuffled) order, and reading every record to keep one in k
+    would read the whole split: its first `count` records are taken.
+
+    Example:
+
+    >>> from alexnet_keras.data import open_dataset
+    >>> splits, info = open_dataset("folder:../shared/data/cifar10-mini")
+    >>> sample = eval_sample(splits["eval"], 20)
+    >>> len(sample), sorted({int(y) for _, y in sample}) == list(range(10))
+    (20, True)
+    """
+    from alexnet_keras.data import Split
+
+    if count is None or len(split) <= count:
+        return split
+    if not split.is_path:
+        return split.take(count)
+    stride = -(-len(split) // count)
+    return Split(references=split.references.shard(stride, 0),
+                 size=-(-len(split) // stride), is_path=True, decode=split.decode)  # fmt: skip
+
+
+def alexnet_setup(config, strategy, splits, info, initial_weights=_RESOLVE):
     """AlexNet: the model (or its head on cached features), factors, pipelines and saver.
 
     Args:
         config: the run's `TrainConfig`.
         strategy: the variables are made in its scope.
         splits, info: `data.open_dataset(config.dataset, ...)`.
+        initial_weights: `weights_path(config.weights)`, if resolved already.
 
     Returns:
         A `Setup`.
@@ -204,7 +255,7 @@ def alexnet_setup(config, strategy, splits, info):
 
     classes = len(info.class_names)
     with strategy.scope():
-        init = build_model(config, classes)
+        init = build_model(config, classes, initial_weights)
         freeze(init.model, config.trainable_from)
     meta = init.weights_meta
     new_head = meta is None or meta["classes"] != classes
@@ -214,6 +265,7 @@ def alexnet_setup(config, strategy, splits, info):
             f"{classes}, so fc8 starts from random weights and must train; lr_mults freezes it"
         )
     size, batch, preprocessing = init.input_size, config.batch_size, init.preprocessing
+    eval_images = info.num_examples["eval"]
     if config.cache_features:
         from alexnet_keras.training.feature_cache import head_trainer_inputs
 
@@ -224,6 +276,8 @@ def alexnet_setup(config, strategy, splits, info):
     else:
         train_model = init.model
         steps = info.num_examples["train"] // batch
+        sample = eval_sample(splits["eval"], eval_limit(config))
+        eval_images = len(sample)
 
         def make_train(epoch, skip):
             return data.train_pipeline(
@@ -233,7 +287,7 @@ def alexnet_setup(config, strategy, splits, info):
 
         def make_eval():
             return data.eval_pipeline(
-                splits["eval"], input_size=size, batch_size=batch, preprocessing=preprocessing,
+                sample, input_size=size, batch_size=batch, preprocessing=preprocessing,
                 ten_crop=config.ten_crop,
             )  # fmt: skip
 
@@ -246,7 +300,8 @@ def alexnet_setup(config, strategy, splits, info):
 
     return Setup(model=train_model, factors=gradient_factors(train_model, config, new_head),
                  make_train=make_train, make_eval=make_eval, steps=steps,
-                 save_weights=save_weights, notes=init.notes)  # fmt: skip
+                 save_weights=save_weights, notes=init.notes,
+                 eval_images=eval_images)  # fmt: skip
 
 
 def cfg_setup(config, strategy, splits, info):
@@ -308,4 +363,4 @@ def cfg_setup(config, strategy, splits, info):
     return Setup(model=model, factors=update_rule.gradient_factors(model, net),
                  make_train=provider.train, make_eval=provider.eval,
                  steps=provider.steps_per_epoch(), save_weights=save_weights,
-                 notes=tuple(notes))  # fmt: skip
+                 notes=tuple(notes), eval_images=provider.num_eval)  # fmt: skip

@@ -19,7 +19,8 @@ import time
 
 from alexnet_keras.limits import MAX_CLUSTER_TASKS, MAX_TF_CONFIG_BYTES, PEER_WAIT_SECONDS
 
-__all__ = ["make_strategy", "peer_wait_seconds", "tf_config_task", "wait_for_peers"]
+__all__ = ["make_strategy", "peer_wait_seconds", "pick_strategy", "tf_config_task",
+           "wait_for_peers"]  # fmt: skip
 
 _JOBS = ("chief", "worker", "ps", "evaluator")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
@@ -150,6 +151,41 @@ def wait_for_peers(cluster, kind, index, seconds):
                 time.sleep(0.2)
     finally:
         beacon.close()
+
+
+def pick_strategy(name, environ=None):
+    """The strategy `--strategy name` means here: "auto" is "multi-worker" under a `TF_CONFIG`
+    that names several training tasks.
+
+    A set `TF_CONFIG` is validated whatever the strategy, and a cluster of
+    several tasks never trains as a silent standalone run: "one-device" and
+    "mirrored" refuse it.
+
+    Raises:
+        ValueError: `TF_CONFIG: ...`, a malformed variable or a strategy that
+            cannot run its cluster.
+
+    Example:
+
+    >>> env = {"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]},'
+    ...                     ' "task": {"type": "worker", "index": 0}}'}
+    >>> pick_strategy("auto", env), pick_strategy("auto", {})
+    ('multi-worker', 'auto')
+    """
+    task = tf_config_task(environ)
+    if task is None:
+        return name
+    cluster, kind, index = task
+    tasks = sum(len(addresses) for job, addresses in cluster.items() if job != "evaluator")
+    if tasks < 2 or name == "multi-worker":
+        return name
+    if name == "auto":
+        return "multi-worker"
+    raise ValueError(
+        f"TF_CONFIG: names a cluster of {tasks} tasks (this is {kind} {index}), and --strategy "
+        f"{name} trains on this machine alone; use --strategy multi-worker (or auto), or unset "
+        "TF_CONFIG"
+    )
 
 
 def make_strategy(name, cpu_devices=1):

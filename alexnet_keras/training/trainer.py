@@ -213,12 +213,20 @@ class Trainer:
         return values
 
     def evaluate(self):
-        """`{"val_loss", "val_top1", "val_top5"}` on the eval set, `config.eval_steps` batches."""
+        """`{"val_loss", "val_top1", "val_top5"}` on the eval set, at most `config.eval_steps`
+        batches, drawing a `validate:` progress line with an ETA (on stderr)."""
+        cap = self.config.eval_steps
+        total = self.setup.eval_images
+        if cap:
+            total = min(total or math.inf, cap * self.config.batch_size)
+        meter = Progress(total, label="validate", unit="img", enabled=self.chief)
         totals = np.zeros(4)
         for i, (x, y) in enumerate(self.distribute(self.make_eval())):
-            if self.config.eval_steps and i >= self.config.eval_steps:
+            if cap and i >= cap:
                 break
             totals += [float(t) for t in self._eval_step(x, y)]
+            meter.update(int(totals[3]))
+        meter.close()
         n = max(totals[3], 1)
         return {"val_loss": totals[0] / n, "val_top1": totals[1] / n, "val_top5": totals[2] / n}
 
@@ -247,6 +255,10 @@ class Trainer:
             if trained is None:
                 return "interrupted"
             self._end_epoch(state, *trained, time.perf_counter() - began, writer)
+            if stop.requested and state["epoch"] < c.epochs:  # it came during validation
+                log.warning("%s: checkpoint saved at the end of epoch %d; exiting",
+                            stop.requested, state["epoch"])  # fmt: skip
+                return "interrupted"
         return "finished"
 
     def _restore(self):
