@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from alexnet_keras.cli.app import cli, fail, quiet_tensorflow, user_errors
+from alexnet_keras.cli.app import cli, fail, offline_option, quiet_tensorflow, user_errors
 from alexnet_keras.variants import INPUT_SIZES
 
 
@@ -110,6 +110,7 @@ def summary(variant, input_size, classes):
     default=None,
     help="cuda-convnet: the layer parameter file (layer-params-145.cfg).",
 )
+@offline_option
 @user_errors
 def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to, class_names,
             meta, layers_cfg, params_cfg):  # fmt: skip
@@ -149,6 +150,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--output", default=None, help="Where to write the confusion matrix CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@offline_option
 @user_errors
 def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as_json):
     """Top-1/top-5, a per-class accuracy table and a confusion matrix file."""
@@ -174,6 +176,7 @@ def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@offline_option
 @user_errors
 def predict(weights, images, top, as_json, ten_crop, batch_size):
     """Print the top labels and scores of each image.
@@ -218,6 +221,7 @@ def predict(weights, images, top, as_json, ten_crop, batch_size):
     show_default=True,
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@offline_option
 @user_errors
 def export(weights, output, top_k, input_size, fmt, overwrite):
     """Export a SavedModel for TF Serving that takes encoded image bytes.
