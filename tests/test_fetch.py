@@ -67,6 +67,14 @@ def test_keras_home_is_where_a_release_is_found(monkeypatch, tmp_path):
     assert pretrained.resolve("bvlc_alexnet") == cached
 
 
+def test_the_offline_flag_is_offline_for_the_command_only(monkeypatch):
+    seen = []
+    monkeypatch.setattr(pretrained, "resolve", lambda w, **k: seen.append(registry.offline()))
+    result = CliRunner().invoke(cli, ["export", "--offline", "--weights", "x", "--output", "o"])
+    assert seen == [True], result.output
+    assert "ALEXNET_KERAS_OFFLINE" not in os.environ
+
+
 def test_offline_download_raises_at_once_and_sends_nothing(server, home, monkeypatch):
     entry = _fake_manifest(monkeypatch)
     serve(server, "bvlc_alexnet.caffemodel", b"never fetched")

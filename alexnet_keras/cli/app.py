@@ -44,7 +44,16 @@ def user_errors(fn):
 
 def _set_offline(ctx, param, value):
     if value:  # the library reads the variable (registry.offline), so a child process sees it too
+        previous = os.environ.get("ALEXNET_KERAS_OFFLINE")
         os.environ["ALEXNET_KERAS_OFFLINE"] = "1"
+
+        def restore():  # for callers that run several commands in one process (tests)
+            if previous is None:
+                os.environ.pop("ALEXNET_KERAS_OFFLINE", None)
+            else:
+                os.environ["ALEXNET_KERAS_OFFLINE"] = previous
+
+        ctx.call_on_close(restore)
     return value
 
 
