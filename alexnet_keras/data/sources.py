@@ -98,15 +98,14 @@ def _tfds_builder(name, data_dir):
     from alexnet_keras.data.preparation import prepare, quiet_tfds
 
     try:
-        with quiet_tfds():  # absl's "Variant folder ... has no dataset_info.json" on a fresh dir
-            builder = tfds.builder(name, data_dir=data_dir)
+        builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError:
         hint = f" ({name} is a folder: use folder:{name})" if os.path.isdir(name) else ""
         raise ValueError(
             f"Unknown dataset {name!r}{hint}. Expected a TensorFlow Datasets name such as "
             f"'cifar10', 'cifar100' or 'imagenet2012', or folder:PATH. Received: {name!r}"
         ) from None
-    with quiet_tfds():  # is_prepared logs a warning for a folder left by a failed prepare
+    with quiet_tfds():  # is_prepared warns "Variant folder ... has no dataset_info.json"
         prepared = builder.is_prepared()
     if not prepared:  # download and prepare it, unless offline
         prepare(builder, name, data_dir)
