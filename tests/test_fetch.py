@@ -160,6 +160,17 @@ def test_the_connect_probe_bounds_a_slow_name_lookup(monkeypatch):
     assert time.monotonic() - start < 2
 
 
+def test_a_connection_cut_mid_transfer_is_a_network_failure(server, monkeypatch):
+    body = os.urandom(1000)
+    _fake_manifest(monkeypatch, body, size=None)
+    serve(server, "bvlc_alexnet.caffemodel", body, extra=500)
+    with pytest.raises(registry.OfflineError, match="truncated transfer: received 1000 of 1500"):
+        registry.download("bvlc_alexnet", progress=False)
+    serve(server, "bvlc_alexnet.caffemodel", body, extra="chunked")
+    with pytest.raises(registry.OfflineError, match=r"truncated transfer after \d+ bytes"):
+        registry.download("bvlc_alexnet", progress=False)
+
+
 # --- the download progress line -------------------------------------------------------------
 
 

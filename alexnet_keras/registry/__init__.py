@@ -58,7 +58,11 @@ _CHUNK = 1 << 20
 
 
 class OfflineError(ValueError):
-    """A release is not cached and its URL could not be reached."""
+    """A file is not cached and could not be fetched now: offline, unreachable, or cut off.
+
+    A network failure, not bad input: the CLI exits 1. The message says
+    what to fetch and where to put it, or what broke.
+    """
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -329,11 +333,16 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
         )
         try:
             with tmp:
-                digests, length = stream(response, url, tmp, filename, progress)
+                try:
+                    digests, length = stream(response, url, tmp, filename, progress)
+                except ValueError as e:  # the connection broke: a network failure (exit 1)
+                    raise OfflineError(str(e)) from None
             if length is not None and digests["size"] < length:
-                problem = f"truncated transfer: received {digests['size']} of {length} bytes"
-            else:
-                problem = _check_file(target, file_entry, digests)
+                raise OfflineError(
+                    f"{url}: truncated transfer: received {digests['size']} of {length} bytes; "
+                    "the partial download was deleted"
+                )
+            problem = _check_file(target, file_entry, digests)
             if problem:
                 raise ValueError(f"{url}: {problem}; the partial download was deleted")
             os.replace(tmp.name, target)
