@@ -167,8 +167,10 @@ def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as
 
 @cli.command()
 @click.option(
-    "--weights", default="bvlc_alexnet", show_default=True, help="A .weights.h5 or a release name."
-)
+    "--weights", default="bvlc_alexnet", show_default=True,
+    help="A .weights.h5, a release name (imagenet = bvlc_alexnet) or a legacy file (.npy, "
+    ".caffemodel, cuda-convnet checkpoint).",
+)  # fmt: skip
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per image."
