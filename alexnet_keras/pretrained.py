@@ -96,7 +96,7 @@ def resolve(weights, *, fmt=None, progress=True):
             raise registry.OfflineError(f"{e}{_unverified_hint(name)}") from None
     raise ValueError(
         f"{path}: no such weights file or known release "
-        f"(known: {', '.join(registry.release_names())}; \"imagenet\" means bvlc_alexnet)"
+        f'(known: {", ".join(registry.release_names())}; "imagenet" means bvlc_alexnet)'
     )
 
 
@@ -112,9 +112,11 @@ def _unverified_hint(name):
 
 
 def _is_checkpoint(path):
-    """A cuda-convnet checkpoint: a folder, or a zip, gzip or pickle file."""
+    """A cuda-convnet checkpoint: a folder, or a zip, gzip or pickle file (not a Keras file)."""
     if path.is_dir():
         return True
+    if path.suffix.lower() in (".keras", ".h5"):  # a .keras file is a zip too
+        return False
     with open(path, "rb") as f:
         return f.read(4).startswith(_CHECKPOINT_MAGIC)
 

@@ -224,6 +224,12 @@ def test_the_offline_error_names_an_unverified_npy_conversion(home, monkeypatch)
     assert "\n" not in str(info.value)
 
 
+def test_a_keras_zip_is_not_taken_for_a_checkpoint(tmp_path):
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(b"PK\x03\x04 a .keras file is a zip")
+    assert pretrained.resolve(keras_file) == keras_file  # the weights loader reports on it
+
+
 # --- the console script, offline and without a network --------------------------------------
 
 
