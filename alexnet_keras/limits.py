@@ -7,6 +7,7 @@ need (the figures in the comments), so only a crafted or broken input meets it.
 """
 
 __all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
     "MAX_ARRAY_DIMS",
     "MAX_CAFFE_LAYERS",
     "MAX_CAFFE_REPEATED",
@@ -42,6 +43,7 @@ __all__ = [
     "WEIGHTS_READER_BASE_BYTES",
     "WEIGHTS_READ_BYTES_PER_S",
     "WEIGHTS_READ_SECONDS",
+    "READ_TIMEOUT_SECONDS",
 ]
 
 # -- Legacy files (bvlc_alexnet.npy, cuda-convnet checkpoints, batches.meta and cfgs,
@@ -175,3 +177,12 @@ PEER_WAIT_SECONDS = 60
 # A checkpoint's state side file: the trainer state (about 110 bytes) and
 # the size and SHA-256 of each file of the save (about 100 bytes per file).
 MAX_STATE_BYTES = 1 << 16
+
+# Downloads (weights releases, TFDS archives). A host that does not accept a TCP
+# connection within this many seconds counts as unreachable: without a network
+# the error comes at once instead of after the system's own minutes-long SYN
+# retries. A real host answers in well under a second, a slow one in a few.
+CONNECT_TIMEOUT_SECONDS = 5
+# A connected server that sends no byte for this long is given up on (the
+# socket timeout of each read, also for the response headers).
+READ_TIMEOUT_SECONDS = 30

@@ -54,9 +54,11 @@ def AlexNet(
         include_top: whether to include fc6..fc8.
         weights: `None` (random initialisation), the path of a
             `.weights.h5` written by `alexnet-keras convert` or by training,
-            a legacy file (`bvlc_alexnet.npy`, a `.caffemodel`) converted
-            through the cache, or a release name from the registry
-            (`"bvlc_alexnet"`, `"bvlc_reference_caffenet"`): its converted
+            a legacy file (`bvlc_alexnet.npy`, a `.caffemodel`, a
+            cuda-convnet checkpoint) converted through the cache, or a
+            release name from the registry (`"bvlc_alexnet"`,
+            `"bvlc_reference_caffenet"`; `"imagenet"`, as in
+            `keras.applications`, means `"bvlc_alexnet"`): its converted
             file in the cache, or else the release downloaded, verified and
             converted (`alexnet_keras.pretrained.resolve`). The file's
             metadata sets the variant, classes and input size.

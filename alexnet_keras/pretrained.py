@@ -5,9 +5,13 @@ Every entry point resolves `weights` here: `AlexNet(weights=...)`,
 `convert NAME`. So a name behaves the same everywhere: the converted file in
 the cache; else a verified source file already in `<cache>/downloads`; else a
 verified download; then the conversion into the cache
-(`<cache>/<release>-<sha256[:8]>.weights.h5`). Offline, the error is
-`registry.OfflineError`, which says what to fetch and where to put it (the
-CLI exits 1); a missing file or an unknown name is a ValueError (exit 2).
+(`<cache>/<release>-<sha256[:8]>.weights.h5`). `"imagenet"`, the name
+`keras.applications` users pass, means `bvlc_alexnet`. A legacy file
+(`bvlc_alexnet.npy`, a `.caffemodel`, a cuda-convnet checkpoint file or
+folder) is converted once into the cache and found there the next time.
+Offline, the error is `registry.OfflineError`, which says what to fetch and
+where to put it (the CLI exits 1); a missing file or an unknown name is a
+ValueError (exit 2).
 
 TensorFlow is never imported here.
 """
@@ -18,10 +22,15 @@ import pathlib
 from alexnet_keras import registry
 from alexnet_keras.files import existing_file
 
-__all__ = ["LEGACY_SUFFIXES", "release_source", "resolve"]
+__all__ = ["ALIASES", "LEGACY_SUFFIXES", "release_source", "resolve"]
 
 # Files in these formats are converted through the cache before loading.
 LEGACY_SUFFIXES = (".npy", ".caffemodel")
+# Other names for a release: keras.applications users pass weights="imagenet".
+ALIASES = {"imagenet": "bvlc_alexnet"}
+# The first bytes of a cuda-convnet checkpoint file: a zip (`--zip-save`), a
+# gzip, or a protocol-2 pickle.
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"\x80\x02")
 
 
 def resolve(weights, *, fmt=None, progress=True):
@@ -29,8 +38,11 @@ def resolve(weights, *, fmt=None, progress=True):
 
     Args:
         weights: None; the path of a `.weights.h5` (returned as is); the path
-            of a legacy file (`bvlc_alexnet.npy`, a `.caffemodel`), converted
-            through the cache; or a release name (`"bvlc_alexnet"`).
+            of a legacy file (`bvlc_alexnet.npy`, a `.caffemodel`, or a
+            cuda-convnet checkpoint folder or file, whose layers-145 net
+            becomes chm2012 weights), converted through the cache; a release
+            name (`"bvlc_alexnet"`); or `"imagenet"`, which means
+            `"bvlc_alexnet"`.
         fmt: for a release, the source format to use (`"caffemodel"`,
             `"npy"`); default: the caffemodel, or whichever verified source is
             already downloaded.
@@ -55,6 +67,11 @@ def resolve(weights, *, fmt=None, progress=True):
     Traceback (most recent call last):
     ...
     ValueError: alexnet_v9: no such weights file or known release (known: bvlc_alexnet, ...)
+
+    `"imagenet"` resolves as `"bvlc_alexnet"` (needs the network or the cache):
+
+    >>> pretrained.resolve("imagenet").name  # doctest: +SKIP
+    'bvlc_alexnet-4bff209a.weights.h5'
     """
     if weights is None:
         return None
@@ -65,16 +82,53 @@ def resolve(weights, *, fmt=None, progress=True):
         )
     path = pathlib.Path(os.fsdecode(weights))
     if path.exists():
-        return _converted(path) if path.suffix.lower() in LEGACY_SUFFIXES else path
-    if isinstance(weights, str) and weights in registry.release_names():
-        cached = registry.converted_path(weights)
+        if path.suffix.lower() in LEGACY_SUFFIXES:
+            return _converted(path)
+        return _converted_checkpoint(path) if _is_checkpoint(path) else path
+    name = ALIASES.get(weights, weights) if isinstance(weights, str) else None
+    if name in registry.release_names():
+        cached = registry.converted_path(name)
         if cached is not None:
             return cached
-        return _converted(release_source(weights, fmt, progress=progress))
+        try:
+            return _converted(release_source(name, fmt, progress=progress))
+        except registry.OfflineError as e:
+            raise registry.OfflineError(f"{e}{_unverified_hint(name)}") from None
     raise ValueError(
         f"{path}: no such weights file or known release "
-        f"(known: {', '.join(registry.release_names())})"
+        f'(known: {", ".join(registry.release_names())}; "imagenet" means bvlc_alexnet)'
     )
+
+
+def _unverified_hint(name):
+    """Names an unverified conversion of `name` in the cache (a converted `bvlc_alexnet.npy`)."""
+    found = registry.converted_path(f"{name}-unverified")
+    if found is None:
+        return ""
+    return (
+        f" An unverified conversion (no published checksum, e.g. from {name}.npy) is in the "
+        f"cache: pass --weights {found} to use it."
+    )
+
+
+def _is_checkpoint(path):
+    """A cuda-convnet checkpoint: a folder, or a zip, gzip or pickle file (not a Keras file)."""
+    if path.is_dir():
+        return True
+    if path.suffix.lower() in (".keras", ".h5"):  # a .keras file is a zip too
+        return False
+    with open(path, "rb") as f:
+        return f.read(4).startswith(_CHECKPOINT_MAGIC)
+
+
+def _converted_checkpoint(path):
+    """The cached conversion of a cuda-convnet checkpoint (chm2012 weights for layers-145)."""
+    from alexnet_keras.cuda_convnet.convert import convert_checkpoint, default_output
+
+    output = default_output(path)
+    if output.is_file():
+        return output
+    return pathlib.Path(convert_checkpoint(path, output).output)
 
 
 def release_source(name, fmt=None, *, progress=True):

@@ -215,6 +215,9 @@ def convert_file(
     fmt_name = net.format if net is not None else "keras"
     notes = (net.notes if net else []) + mapping.notes
     output = pathlib.Path(output) if output else _default_output(path, release, digests, to)
+    if not found and to == "keras":
+        # Only a hash-verified file becomes what `--weights <release>` finds: say how to use it.
+        notes.append(f"use it with --weights {output}")
     source = {
         "path": str(path.resolve()),
         "format": fmt_name,

@@ -8,7 +8,7 @@ import click
 
 from alexnet_keras import _runtime
 
-__all__ = ["cli", "main", "quiet_tensorflow", "fail", "user_errors"]
+__all__ = ["cli", "main", "offline_option", "quiet_tensorflow", "fail", "user_errors"]
 
 
 def quiet_tensorflow():
@@ -40,6 +40,35 @@ def user_errors(fn):
             fail(f"{e.filename or ''}: {e.strerror or e}" if e.filename else e, 1)
 
     return wrapper
+
+
+def _set_offline(ctx, param, value):
+    if value:  # the library reads the variable (registry.offline), so a child process sees it too
+        previous = os.environ.get("ALEXNET_KERAS_OFFLINE")
+        os.environ["ALEXNET_KERAS_OFFLINE"] = "1"
+
+        def restore():  # for callers that run several commands in one process (tests)
+            if previous is None:
+                os.environ.pop("ALEXNET_KERAS_OFFLINE", None)
+            else:
+                os.environ["ALEXNET_KERAS_OFFLINE"] = previous
+
+        ctx.call_on_close(restore)
+    return value
+
+
+def offline_option(fn):
+    """`--offline`: never touch the network; what is missing is one error line (exit 1)."""
+    return click.option(
+        "--offline",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_offline,
+        help="Never touch the network (also ALEXNET_KERAS_OFFLINE=1): use the cache and "
+        "prepared datasets only; a missing file is one error line naming what to fetch "
+        "and where to put it.",
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from alexnet_keras.cli.app import cli, fail, quiet_tensorflow, user_errors
+from alexnet_keras.cli.app import cli, fail, offline_option, quiet_tensorflow, user_errors
 from alexnet_keras.variants import INPUT_SIZES
 
 
@@ -110,6 +110,7 @@ def summary(variant, input_size, classes):
     default=None,
     help="cuda-convnet: the layer parameter file (layer-params-145.cfg).",
 )
+@offline_option
 @user_errors
 def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to, class_names,
             meta, layers_cfg, params_cfg):  # fmt: skip
@@ -167,6 +168,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--output", default=None, help="Where to write the confusion matrix CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@offline_option
 @user_errors
 def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batch_size, output,
              as_json):  # fmt: skip
@@ -188,8 +190,10 @@ def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batc
 
 @cli.command()
 @click.option(
-    "--weights", default="bvlc_alexnet", show_default=True, help="A .weights.h5 or a release name."
-)
+    "--weights", default="bvlc_alexnet", show_default=True,
+    help="A .weights.h5, a release name (imagenet = bvlc_alexnet) or a legacy file (.npy, "
+    ".caffemodel, cuda-convnet checkpoint).",
+)  # fmt: skip
 @click.argument("images", nargs=-1, required=True)
 @click.option(
     "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per image."
@@ -197,6 +201,7 @@ def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batc
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@offline_option
 @user_errors
 def predict(weights, images, top, as_json, ten_crop, batch_size):
     """Print the top labels and scores of each image.
@@ -242,6 +247,7 @@ def predict(weights, images, top, as_json, ten_crop, batch_size):
     show_default=True,
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@offline_option
 @user_errors
 def export(weights, output, top_k, input_size, fmt, overwrite):
     """Export a SavedModel for TF Serving that takes encoded image bytes.

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from alexnet_keras.cli.app import cli, fail, quiet_tensorflow, user_errors
+from alexnet_keras.cli.app import cli, fail, offline_option, quiet_tensorflow, user_errors
 
 
 def _epoch_list(ctx, param, value):
@@ -132,6 +132,7 @@ def _train(command, config_path, options):
 
 @cli.command()
 @_training_options("finetune")
+@offline_option
 @user_errors
 def finetune(config_path, **options):
     """Fine-tune AlexNet on CIFAR-10, any TFDS set or an image folder.
@@ -147,6 +148,7 @@ def finetune(config_path, **options):
 
 @cli.command()
 @_training_options("train")
+@offline_option
 @user_errors
 def train(config_path, **options):
     """Train AlexNet from scratch; defaults are the paper's recipe.

@@ -18,7 +18,7 @@ from alexnet_keras.cuda_convnet import checkpoint as cuda_convnet
 from alexnet_keras.cuda_convnet import chm2012_mapper as chm_mapper
 from alexnet_keras.cuda_convnet.batches_meta import read_batches_meta
 
-__all__ = ["ConvnetReport", "convert_checkpoint"]
+__all__ = ["ConvnetReport", "convert_checkpoint", "default_output"]
 
 CHM_SIZE = 224
 
@@ -83,6 +83,31 @@ def _output(output, digest, stem):
     return registry.converted_name(stem, digest)
 
 
+def _stem(src, file):
+    return pathlib.Path(src).name.split(".")[0] or file.stem
+
+
+def default_output(src):
+    """Where `convert_checkpoint(src)` writes: `<cache>/<checkpoint name>-<sha256[:8]>.weights.h5`.
+
+    The digest is the checkpoint file's (a directory's newest file), so the
+    same checkpoint always maps to the same cached output.
+
+    Example:
+
+    >>> from alexnet_keras.cuda_convnet.convert import default_output
+    >>> default_output("no/such/checkpoint")
+    Traceback (most recent call last):
+    ...
+    ValueError: no/such/checkpoint: no such file or directory, expected a cuda-convnet checkpoint
+    """
+    from alexnet_keras import registry
+    from alexnet_keras.cuda_convnet.checkpoint_io import checkpoint_file
+
+    file = pathlib.Path(checkpoint_file(src, []))
+    return _output(None, registry.file_digests(file)["sha256"], _stem(src, file))
+
+
 def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None):
     """Converts a cuda-convnet checkpoint to a Keras weights file.
 
@@ -117,7 +142,7 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
     batches = read_batches_meta(meta) if meta is not None else None
     layers = {name: cuda_convnet.layer_arrays(ckpt, name) if layer.get("weights") is not None
               else dict(layer) for name, layer in ckpt.layers.items()}  # fmt: skip
-    stem = pathlib.Path(src).name.split(".")[0] or file.stem
+    stem = _stem(src, file)
     from alexnet_keras import registry
 
     digests = registry.file_digests(file)

@@ -1,4 +1,4 @@
-"""Datasets by name: TensorFlow Datasets sets and image folders, opened offline.
+"""Datasets by name: TensorFlow Datasets sets (prepared on first use) and image folders.
 
 `open_dataset("cifar10")` or `open_dataset("folder:PATH")` returns a train and an
 eval `Split`. A split carries its images' references (file paths, or encoded
@@ -106,17 +106,8 @@ def _open_imagenet_val(path, labels):
 # TensorFlow Datasets.
 
 
-def _prepare_hint(name, data_dir):
-    return (
-        f"Prepare it (needs the network, or the archive in the manual dir) with: "
-        f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', "
-        f"data_dir='{data_dir}').download_and_prepare()\", or point --data-dir / "
-        "TFDS_DATA_DIR at the folder where it is prepared"
-    )
-
-
 def _tfds_builder(name, data_dir):
-    """The prepared TFDS builder of `name`, or a ValueError that says how to prepare it."""
+    """The TFDS builder of `name`, prepared now if it was not (`data.preparation.prepare`)."""
     import tensorflow_datasets as tfds
 
     data_dir = os.path.abspath(
@@ -124,6 +115,8 @@ def _tfds_builder(name, data_dir):
             data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
         )
     )
+    from alexnet_keras.data.preparation import prepare, quiet_tfds
+
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.DatasetNotFoundError:
@@ -132,16 +125,10 @@ def _tfds_builder(name, data_dir):
             f"Unknown dataset {name!r}{hint}. Expected a TensorFlow Datasets name such as "
             f"'cifar10', 'cifar100' or 'imagenet2012', or folder:PATH. Received: {name!r}"
         ) from None
-    if not os.path.isdir(data_dir):
-        raise ValueError(
-            f"TFDS data dir {data_dir} does not exist, so dataset {name!r} is not prepared "
-            f"there. {_prepare_hint(name, data_dir)}"
-        )
-    if not builder.is_prepared():
-        raise ValueError(
-            f"Dataset {name!r} is not prepared in the TFDS data dir {data_dir} (expected "
-            f"{builder.data_dir}); nothing is downloaded. {_prepare_hint(name, data_dir)}"
-        )
+    with quiet_tfds():  # is_prepared warns "Variant folder ... has no dataset_info.json"
+        prepared = builder.is_prepared()
+    if not prepared:  # download and prepare it, unless offline
+        prepare(builder, name, data_dir)
     features = builder.info.features
     if not {"image", "label"} <= set(features.keys()) or not hasattr(features["label"], "names"):
         raise ValueError(
@@ -226,7 +213,7 @@ def _open_tfds(name, *, data_dir, seed, holdout):
 
 
 def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labels=None):
-    """Opens a dataset by name, offline: a TFDS set or an image folder.
+    """Opens a dataset by name: a TFDS set (downloaded and prepared if needed) or an image folder.
 
     Args:
         spec: a TensorFlow Datasets name with `image` and `label` features
@@ -240,7 +227,10 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labe
             Images are `.jpg .jpeg .png .bmp .gif` files, in any case,
             searched recursively under each class folder.
         data_dir: the TFDS data dir; default `$TFDS_DATA_DIR`, then
-            `~/tensorflow_datasets`. Nothing is ever downloaded.
+            `~/tensorflow_datasets`. A set not prepared there is downloaded
+            and prepared (`data.preparation.prepare`) unless
+            `registry.offline()`; with its archives in
+            `<data_dir>/downloads/manual/` that needs no network.
         seed: the seed of the hold-out split (`None` means 0).
         strict: raise at the first file that is not an image, instead of
             skipping and counting it.
@@ -260,8 +250,11 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labe
         `DatasetInfo`.
 
     Raises:
-        ValueError: an unknown dataset name, a TFDS data dir that does not
-            exist or holds no prepared copy, a folder that does not exist,
+        registry.OfflineError: a TFDS set that is not prepared and cannot be
+            downloaded now (offline, or no network); one line naming the
+            archives and the folder to put them in.
+        ValueError: an unknown dataset name, a TFDS set that needs a manual
+            download, a folder that does not exist,
             has no images, one class only, or eval classes not in train; with
             `strict=True`, the first file that is not an image.
 

@@ -179,7 +179,8 @@ CHM_NOT_APPLICABLE = (
 OPTIONS = {
     "dataset": (str, "A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
     "data_dir": (str, "The TFDS data dir (default: $TFDS_DATA_DIR)."),
-    "weights": (str, "Initial weights: a release name, a .weights.h5, or none."),
+    "weights": (str, "Initial weights: a release name (imagenet = bvlc_alexnet), a .weights.h5, "
+                "a legacy file (.npy, .caffemodel, cuda-convnet checkpoint), or none."),
     "variant": ("choice", "Default: the weights', else bvlc."),
     "input_size": (int, "224..227; default: the weights'."),
     "epochs": (int, ""),

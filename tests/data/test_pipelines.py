@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import alexnet_keras
+from alexnet_keras import registry
 from alexnet_keras.data import dataset_summary, eval_pipeline, open_dataset, train_pipeline
 from alexnet_keras.data import sources as data_sources
 from alexnet_keras.data.image_folder import holdout_mask, seeded_permutation
@@ -274,15 +275,20 @@ def test_unknown_tfds_dataset():
         open_dataset("no_such_set_xyz", data_dir=str(TFDS_DIR))
 
 
-def test_missing_tfds_data_dir(tmp_path):
+def test_missing_tfds_data_dir_offline_names_the_archive(tmp_path, monkeypatch):
+    # Not prepared: it would be downloaded; offline, one line says what to fetch and where.
+    monkeypatch.setenv("ALEXNET_KERAS_OFFLINE", "1")
     missing = tmp_path / "nowhere"
-    with pytest.raises(ValueError, match=r"data dir .*nowhere does not exist.*'cifar10'") as e:
+    with pytest.raises(registry.OfflineError, match=r"'cifar10' is not prepared in .*nowhere") as e:
         open_dataset("cifar10", data_dir=str(missing))
-    assert "download_and_prepare" in str(e.value) and "\n" not in str(e.value)
+    assert "cifar-10-binary.tar.gz" in str(e.value) and "\n" not in str(e.value)
+    assert str(missing / "downloads" / "manual") in str(e.value)
+    assert not missing.exists()
 
 
-def test_unprepared_tfds_dataset(tmp_path):
-    with pytest.raises(ValueError, match=r"'cifar100' is not prepared .*download_and_prepare"):
+def test_unprepared_tfds_dataset_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_KERAS_OFFLINE", "1")
+    with pytest.raises(registry.OfflineError, match=r"'cifar100' is not prepared .*offline"):
         open_dataset("cifar100", data_dir=str(tmp_path))
 
 

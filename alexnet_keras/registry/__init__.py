@@ -3,14 +3,20 @@
 The releases are data: `alexnet_keras/resources/manifest.json` (a copy of the
 repository's `weights/manifest.json`) lists each release's files with their
 URL, size and checksums, the variant, the preprocessing and the published
-accuracy. The cache is `$ALEXNET_KERAS_HOME` or `~/.keras/models/alexnet_keras`:
-converted weights live at `<cache>/<release>-<sha256[:8]>.weights.h5`, source
-files at `<cache>/downloads/<filename>`.
+accuracy. The cache is `$ALEXNET_KERAS_HOME`, else `$KERAS_HOME/models/alexnet_keras`,
+else `~/.keras/models/alexnet_keras`: converted weights live at
+`<cache>/<release>-<sha256[:8]>.weights.h5`, source files at
+`<cache>/downloads/<filename>`.
 
 Downloads are written to a temporary file in the target folder and renamed
 only once their size and checksum verify, so a failed or tampered transfer
 never leaves a file under the final name. Set `ALEXNET_KERAS_MIRROR` to a base
-URL to fetch `<mirror>/<filename>` instead of the published URL.
+URL to fetch `<mirror>/<filename>` instead of the published URL. With
+`ALEXNET_KERAS_OFFLINE=1` (the CLI's `--offline`) nothing touches the network:
+a missing file is an `OfflineError` at once. Online, a host that accepts no
+connection within `limits.CONNECT_TIMEOUT_SECONDS` (5 s) is an `OfflineError`
+too, never a hang; a server that stops sending for
+`limits.READ_TIMEOUT_SECONDS` (30 s) is a failed transfer.
 
 This module imports neither Keras nor TensorFlow.
 """
@@ -28,12 +34,14 @@ import urllib.error
 import urllib.request
 import warnings
 
-from alexnet_keras.progress import Progress
+from alexnet_keras import limits
+from alexnet_keras.registry.network import connect_problem, stream
 
 __all__ = [
     "OfflineError",
     "UnverifiedDownloadWarning",
     "cache_dir",
+    "connect_problem",
     "converted_name",
     "converted_path",
     "download",
@@ -42,6 +50,7 @@ __all__ = [
     "get_release",
     "identify",
     "manifest",
+    "offline",
     "release_names",
 ]
 
@@ -49,7 +58,11 @@ _CHUNK = 1 << 20
 
 
 class OfflineError(ValueError):
-    """A release is not cached and its URL could not be reached."""
+    """A file is not cached and could not be fetched now: offline, unreachable, or cut off.
+
+    A network failure, not bad input: the CLI exits 1. The message says
+    what to fetch and where to put it, or what broke.
+    """
 
 
 class UnverifiedDownloadWarning(UserWarning):
@@ -57,11 +70,51 @@ class UnverifiedDownloadWarning(UserWarning):
 
 
 def cache_dir() -> pathlib.Path:
-    """Returns the cache folder: `$ALEXNET_KERAS_HOME` or `~/.keras/models/alexnet_keras`."""
+    """Returns the cache folder.
+
+    `$ALEXNET_KERAS_HOME` if set; else `$KERAS_HOME/models/alexnet_keras`,
+    beside the files `keras.utils.get_file` caches there; else
+    `~/.keras/models/alexnet_keras`.
+
+    Example:
+
+    >>> import os
+    >>> from unittest import mock
+    >>> from alexnet_keras import registry
+    >>> env = {k: v for k, v in os.environ.items() if k != "ALEXNET_KERAS_HOME"}
+    >>> with mock.patch.dict(os.environ, {**env, "KERAS_HOME": "/data/keras"}, clear=True):
+    ...     print(registry.cache_dir())
+    /data/keras/models/alexnet_keras
+    """
     home = os.environ.get("ALEXNET_KERAS_HOME")
     if home:
         return pathlib.Path(home).expanduser()
+    keras_home = os.environ.get("KERAS_HOME")
+    if keras_home:
+        return pathlib.Path(keras_home).expanduser() / "models" / "alexnet_keras"
     return pathlib.Path.home() / ".keras" / "models" / "alexnet_keras"
+
+
+def offline() -> bool:
+    """True when `ALEXNET_KERAS_OFFLINE` is `1`, `true` or `yes` (any case): no network use.
+
+    The CLI's `--offline` sets it. Downloads then raise `OfflineError` at
+    once, naming the file to fetch and where to put it.
+
+    Example:
+
+    >>> import os
+    >>> from unittest import mock
+    >>> from alexnet_keras import registry
+    >>> with mock.patch.dict(os.environ, {"ALEXNET_KERAS_OFFLINE": "yes"}):
+    ...     registry.offline()
+    True
+    >>> with mock.patch.dict(os.environ, {"ALEXNET_KERAS_OFFLINE": "0"}):
+    ...     registry.offline()
+    False
+    """
+    value = os.environ.get("ALEXNET_KERAS_OFFLINE", "")
+    return value.strip().lower() in ("1", "true", "yes")
 
 
 @functools.cache
@@ -226,36 +279,6 @@ def _check_file(path, file_entry, digests=None):
     return problem
 
 
-def _fetch(response, url, tmp, label, progress):
-    """Streams an open `response` into `tmp`; returns (digests, Content-Length or None)."""
-    length = response.headers.get("Content-Length")
-    length = int(length) if length and length.isdigit() else None
-    bar = Progress(length, label=label, unit="MB", enabled=progress, scale=1e6, decimals=1)
-    sha1, sha256, size = hashlib.sha1(), hashlib.sha256(), 0
-    try:
-        while True:
-            # read(n) returns b"" when the server closes early, with no error: the
-            # caller's byte count against Content-Length is what catches that.
-            try:
-                chunk = response.read(_CHUNK)
-            except (http.client.IncompleteRead, OSError) as e:
-                raise ValueError(
-                    f"{url}: truncated transfer after {size} bytes ({type(e).__name__}); "
-                    "the partial download was deleted"
-                ) from None
-            if not chunk:
-                break
-            tmp.write(chunk)
-            sha1.update(chunk)
-            sha256.update(chunk)
-            size += len(chunk)
-            bar.update(size)
-    finally:
-        # End the progress line even on failure, so an error message starts clean.
-        bar.close()
-    return {"sha1": sha1.hexdigest(), "sha256": sha256.hexdigest(), "size": size}, length
-
-
 def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Path:
     """Returns the path of a verified source file of release `name`, downloading it if needed.
 
@@ -291,19 +314,18 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
         return target
     mirror = os.environ.get("ALEXNET_KERAS_MIRROR")
     url = f"{mirror.rstrip('/')}/{filename}" if mirror else file_entry["url"]
+    if offline():
+        raise _offline_error(name, file_entry, target, stale, "offline mode: ALEXNET_KERAS_OFFLINE")
     try:
-        response = urllib.request.urlopen(url, timeout=30)
+        # The probe bounds the connect; urlopen's timeout then bounds each read.
+        problem = connect_problem(url)
+        if problem:
+            raise OSError(problem)
+        response = urllib.request.urlopen(url, timeout=limits.READ_TIMEOUT_SECONDS)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
         # HTTPError's str() carries the status code; its .reason does not.
         reason = e if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-        sha1 = file_entry.get("sha1")
-        check = f"sha1 {sha1}" if sha1 else "no published checksum"
-        there = f" (the file there now fails: {stale})" if stale else ""
-        raise OfflineError(
-            f"{name} is not in the cache and could not be downloaded ({url}: {reason}). "
-            f"Download {file_entry['url']} ({check}) and run "
-            f"`alexnet-keras convert {filename}`, or put it at {target}{there}."
-        ) from None
+        raise _offline_error(name, file_entry, target, stale, f"{url}: {reason}") from None
     with response:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.NamedTemporaryFile(
@@ -311,11 +333,16 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
         )
         try:
             with tmp:
-                digests, length = _fetch(response, url, tmp, filename, progress)
+                try:
+                    digests, length = stream(response, url, tmp, filename, progress)
+                except ValueError as e:  # the connection broke: a network failure (exit 1)
+                    raise OfflineError(str(e)) from None
             if length is not None and digests["size"] < length:
-                problem = f"truncated transfer: received {digests['size']} of {length} bytes"
-            else:
-                problem = _check_file(target, file_entry, digests)
+                raise OfflineError(
+                    f"{url}: truncated transfer: received {digests['size']} of {length} bytes; "
+                    "the partial download was deleted"
+                )
+            problem = _check_file(target, file_entry, digests)
             if problem:
                 raise ValueError(f"{url}: {problem}; the partial download was deleted")
             os.replace(tmp.name, target)
@@ -323,6 +350,18 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
             pathlib.Path(tmp.name).unlink(missing_ok=True)
             raise
     return target
+
+
+def _offline_error(name, file_entry, target, stale, why):
+    """The one-line `OfflineError`: the file to fetch, its checksum and where to put it."""
+    sha1 = file_entry.get("sha1")
+    check = f"sha1 {sha1}" if sha1 else "no published checksum"
+    there = f" (the file there now fails: {stale})" if stale else ""
+    return OfflineError(
+        f"{name} is not in the cache and could not be downloaded ({why}). "
+        f"Download {file_entry['url']} ({check}) and run "
+        f"`alexnet-keras convert {file_entry['filename']}`, or put it at {target}{there}."
+    )
 
 
 def downloaded(name: str, fmt=None):
