@@ -154,23 +154,10 @@ CHM_DEFAULTS = {
     "epochs": 30,
 }
 CHM_NOT_APPLICABLE = (
-    "weights",
-    "variant",
-    "input_size",
-    "weight_decay",
-    "decay_biases",
-    "bias_lr_mult",
-    "head_lr_mult",
-    "lr_mults",
-    "freeze_backbone",
-    "trainable_from",
-    "cache_features",
-    "feature_layer",
-    "cache_flip",
-    "ten_crop",
-    "pca_std",
-    "mixed_precision",
-)
+    "weights", "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
+    "head_lr_mult", "lr_mults", "freeze_backbone", "trainable_from", "cache_features",
+    "feature_layer", "cache_flip", "ten_crop", "pca_std", "mixed_precision"
+)  # fmt: skip
 
 # The command-line options of `finetune` and `train`, in --help order: config key ->
 # (kind, help). The option is `--key-with-dashes`; its default is the command's own
@@ -179,8 +166,8 @@ CHM_NOT_APPLICABLE = (
 OPTIONS = {
     "dataset": (str, "A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
     "data_dir": (str, "The TFDS data dir (default: $TFDS_DATA_DIR)."),
-    "weights": (str, "Initial weights: a release name (imagenet = bvlc_alexnet), a .weights.h5, "
-                "a legacy file (.npy, .caffemodel, cuda-convnet checkpoint), or none."),
+    "weights": (str, "A release (imagenet = bvlc_alexnet), a .weights.h5, a .npy, .caffemodel or "
+                     "cuda-convnet checkpoint, or none."),
     "variant": ("choice", "Default: the weights', else bvlc."),
     "input_size": (int, "224..227; default: the weights'."),
     "epochs": (int, ""),
