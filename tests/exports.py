@@ -34,14 +34,17 @@ def make_weights(path, variant, classes, seed=0):
     model = alexnet_keras.AlexNet(variant=variant, classes=classes)
     fc8 = model.get_layer("fc8")
     fc8.set_weights([w * FC8_GAIN for w in fc8.get_weights()])
-    names, preprocessing = None, None
+    # The bvlc file stands for a converted Caffe release, which is served with BVLC's
+    # 256x256 warp; the chm2012 one for weights trained here (shorter side 256).
+    names, preprocessing, protocol = None, None, "bvlc"
     if variant == "chm2012":
+        protocol = "shorter-side"
         names = CIFAR_NAMES[:classes]
         size = model.input_shape[1]
         mean = np.random.default_rng(seed).uniform(90, 150, (size, size, 3)).round(3)
         preprocessing = {"color_order": "RGB", "mean": mean.tolist()}
     weights_file.save_weights(model, path, variant=variant, class_names=names,
-                              preprocessing=preprocessing)  # fmt: skip
+                              preprocessing=preprocessing, protocol=protocol)  # fmt: skip
     return path
 
 
@@ -65,6 +68,9 @@ def make(tmp, variant, classes):
 def reference_probabilities(export_, files, one_by_one=False):
     """`AlexNet` + `preprocess_input` on `load_image` + `center_crop` pixels.
 
+    `load_image` resizes as the weights' protocol says (a 256x256 warp for the
+    bvlc file); the served graph must do the same.
+
     With `one_by_one`, each image is its own batch, as the served side's
     per-image calls are: oneDNN picks its kernels by batch size, and their
     float32 sums differ by ~1e-5 of a probability on AVX-512 machines, which
@@ -73,7 +79,9 @@ def reference_probabilities(export_, files, one_by_one=False):
     meta = export_.meta
     model = alexnet_keras.AlexNet(weights=export_.weights)
     size = meta["input_size"]
-    crops = np.stack([alexnet_keras.center_crop(alexnet_keras.load_image(f), size) for f in files])
+    protocol = export_.meta["protocol"]
+    crops = np.stack([alexnet_keras.center_crop(alexnet_keras.load_image(f, protocol=protocol), size)
+                      for f in files])  # fmt: skip
     x = alexnet_keras.preprocess_input(crops, variant=meta["variant"],
                                        mean=meta["preprocessing"]["mean"])  # fmt: skip
     if one_by_one:

@@ -29,6 +29,8 @@ from alexnet_keras.files import write_error
 __all__ = ["ExportReport", "export_model"]
 
 FORMATS = ("saved_model", "tflite")
+# What the pixels given to a LiteRT model must be resized to, per protocol (`resize_image`).
+_RESIZED = {"shorter-side": "shorter side 256", "bvlc": "warped to 256x256"}
 METADATA_FILE = "alexnet_keras.json"  # in assets.extra/, which TF Serving leaves alone
 
 
@@ -46,6 +48,7 @@ class ExportReport:
     written_bytes: int
     seconds: float
     notes: list
+    protocol: str = "shorter-side"
 
     def __str__(self):
         what = "SavedModel" if self.fmt == "saved_model" else "LiteRT model"
@@ -61,7 +64,7 @@ class ExportReport:
             lines.append("         predict_images: images float32 [None, H, W, 3] (RGB 0..255)")
         else:
             lines.append(
-                f"inputs   images float32 [1, H, W, 3] (RGB 0..255, shorter side 256, "
+                f"inputs   images float32 [1, H, W, 3] (RGB 0..255, {_RESIZED[self.protocol]}, "
                 f"H, W >= {self.input_size})"
             )
         lines.append("outputs  probabilities, top_k_indices, top_k_scores, top_k_labels")
@@ -121,7 +124,7 @@ def _mean_shape(preprocessing):
 
 def _build(weights, input_size, top_k):
     from alexnet_keras.model import AlexNet
-    from alexnet_keras.preprocessing import class_labels
+    from alexnet_keras.preprocessing import class_labels, weights_protocol
     from alexnet_keras.pretrained import resolve
     from alexnet_keras.serving.graph import ServingModule
     from alexnet_keras.variants import check_input_size
@@ -142,7 +145,8 @@ def _build(weights, input_size, top_k):
             f"--input-size {mean_shape[0]} only. Received: --input-size {size}"
         )
     model = AlexNet(weights=path, input_shape=(size, size, 3))
-    module = ServingModule(model, preprocessing=preprocessing, labels=labels, top_k=top_k)
+    module = ServingModule(model, preprocessing=preprocessing, labels=labels, top_k=top_k,
+                           protocol=weights_protocol(meta))  # fmt: skip
     return path, meta, size, model, module
 
 
@@ -199,6 +203,7 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         "classes": meta["classes"],
         "top_k": top_k,
         "preprocessing": meta.get("preprocessing"),
+        "protocol": module.protocol,
         "source": meta.get("source"),
     }
     if fmt == "saved_model":
@@ -228,12 +233,14 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
                      needed=written)  # fmt: skip
         notes.append(
             "decode and the antialiased resize are not in the LiteRT op set: pass RGB pixels "
-            "resized to a shorter side of 256 (alexnet_keras.load_image does it)"
+            f"{_RESIZED[module.protocol]} (alexnet_keras.load_image(path, "
+            f"protocol={module.protocol!r}) does it)"
         )
     return ExportReport(
         output=output, fmt=fmt, variant=meta["variant"], input_size=size,
         classes=meta["classes"], top_k=top_k, weight_bytes=weight_bytes,
         written_bytes=written, seconds=time.perf_counter() - start, notes=notes,
+        protocol=module.protocol,
     )  # fmt: skip
 
 

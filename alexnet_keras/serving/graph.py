@@ -2,8 +2,9 @@
 
 `ServingModule` wraps an `AlexNet` in a `tf.Module` whose signatures do the
 whole evaluation preprocessing in the graph, so a served model can never drift
-from training: decode, shorter side to 256 (bilinear, antialiased, the
-rounding of `preprocessing.load_image`), the centre crop at Caffe's offset,
+from evaluation: decode, the resize of the weights' protocol
+(`preprocessing.resize_image`: shorter side to 256, or BVLC's 256x256 warp for
+Caffe's releases), the centre crop at Caffe's offset,
 the variant's colour order and mean. The class names are graph constants.
 Before decoding, `data.image_graph.image_problem` (`image_header` in
 TensorFlow ops, bounded loops only) checks each image's bytes, header and
@@ -26,7 +27,7 @@ from alexnet_keras.data.image_graph import (
 )
 from alexnet_keras.image_header import RESIZE
 from alexnet_keras.limits import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
-from alexnet_keras.preprocessing import center_crop_tensor, preprocess_fn, resize_shorter
+from alexnet_keras.preprocessing import center_crop_tensor, preprocess_fn, resize_image
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -63,6 +64,8 @@ class ServingModule(tf.Module):
         preprocessing: the weights' `{"color_order", "mean"}` metadata.
         labels: one label string per class.
         top_k: how many labels each response carries.
+        protocol: how an image is resized before the centre crop, as
+            `preprocessing.resize_image` (the weights' `weights_protocol`).
 
     Example:
 
@@ -75,7 +78,7 @@ class ServingModule(tf.Module):
     TensorShape([1, 2])
     """
 
-    def __init__(self, model, *, preprocessing, labels, top_k=5):
+    def __init__(self, model, *, preprocessing, labels, top_k=5, protocol="shorter-side"):
         super().__init__(name="alexnet_serving")
         size = int(model.input_shape[1])
         classes = int(model.output_shape[-1])
@@ -87,6 +90,7 @@ class ServingModule(tf.Module):
         self._forward = lambda x: model(x, training=False)
         self._size = size
         self._top_k = int(top_k)
+        self._protocol = protocol
         self._preprocess = preprocess_fn(preprocessing, size)
         self._labels = np.asarray(labels, dtype=object).astype(bytes)
         # The variables themselves: what the SavedModel stores, once each.
@@ -99,6 +103,11 @@ class ServingModule(tf.Module):
             self._predict_images,
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
         )
+
+    @property
+    def protocol(self):
+        """The resize before the crop: `"shorter-side"` or `"bvlc"` (`resize_image`)."""
+        return self._protocol
 
     @property
     def input_size(self):
@@ -117,7 +126,7 @@ class ServingModule(tf.Module):
         }
 
     def _crop(self, image):
-        return center_crop_tensor(resize_shorter(image, RESIZE), self._size)
+        return center_crop_tensor(resize_image(image, RESIZE, self._protocol), self._size)
 
     def decode_batch(self, image_bytes):
         """Encoded images `[N]` to checked, resized, centre-cropped RGB `[N, S, S, 3]`."""
