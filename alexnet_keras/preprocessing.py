@@ -353,7 +353,7 @@ def load_image(path, size=256):
     allocate more than those bounds allow.
 
     Args:
-        path: a JPEG, PNG, BMP or GIF file.
+        path: a JPEG, PNG, BMP, GIF or WebP file.
         size: the length of the shorter side after resizing (bilinear,
             antialiased); `None` keeps the original size.
 

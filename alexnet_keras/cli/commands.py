@@ -178,7 +178,7 @@ def evaluate(weights, dataset, data_dir, split, ten_crop, batch_size, output, as
 def predict(weights, images, top, as_json, ten_crop, batch_size):
     """Print the top labels and scores of each image.
 
-    IMAGES are JPEG/PNG/BMP/GIF files or folders (searched recursively).
+    IMAGES are JPEG/PNG/BMP/GIF/WebP files or folders (searched recursively).
     The preprocessing is the weights' own: shorter side 256, the centre crop
     (or ten crops), colour order and mean.
     """  # fmt: skip

@@ -216,7 +216,7 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
             sorted subfolders of `train/`, and the eval classes must be among
             them. A folder with `<class>/` subfolders directly has no split:
             a seeded hold-out, stratified by class, makes the eval set.
-            Images are `.jpg .jpeg .png .bmp .gif` files, in any case,
+            Images are `.jpg .jpeg .png .bmp .gif .webp` files, in any case,
             searched recursively under each class folder.
         data_dir: the TFDS data dir; default `$TFDS_DATA_DIR`, then
             `~/tensorflow_datasets`. Nothing is ever downloaded.

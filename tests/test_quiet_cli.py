@@ -1,0 +1,88 @@
+"""A quiet terminal: the console script, as a user runs it, prints no TensorFlow, absl,
+oneDNN or CUDA lines; bad input is one `Error:` line, exit code 2; `--verbose` lets the
+logs through."""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.data import images
+
+EXE = os.path.join(os.path.dirname(sys.executable), "alexnet-keras")
+
+# One bad input per command; most fail after TensorFlow is imported, where its noise was.
+BAD_INPUTS = {
+    "summary": ["summary", "--input-size", "32"],
+    "convert": ["convert", "garbage.npy", "-o", "out.weights.h5"],
+    "evaluate": ["evaluate", "--weights", "garbage.weights.h5", "--dataset", "folder:empty"],
+    "predict": ["predict", "--weights", "garbage.weights.h5", "cat.png"],
+    "export": ["export", "--weights", "garbage.weights.h5", "--output", "served/1"],
+    "finetune": ["finetune", "--dataset", "folder:empty"],
+    "train": ["train", "--dataset", "folder:empty", "--epochs", "1"],
+    "chm summary": ["chm", "summary", "garbage.cfg"],
+    "usage": ["summary", "--variant", "vgg16"],
+}
+# What each message must name.
+NAMES = {"summary": "(32, 32, 3)", "convert": "garbage.npy", "evaluate": "garbage.weights.h5",
+         "predict": "garbage.weights.h5", "export": "garbage.weights.h5", "finetune": "empty",
+         "train": "empty", "chm summary": "garbage.cfg", "usage": "vgg16"}  # fmt: skip
+CASES = {**{f"bad {k}": v for k, v in BAD_INPUTS.items()},
+         "summary": ["summary", "--variant", "caffenet"],
+         "verbose summary": ["summary", "--verbose"]}  # fmt: skip
+
+
+def _environment(tmp):
+    env = dict(os.environ, ALEXNET_KERAS_HOME=str(tmp / "home"), KERAS_HOME=str(tmp / "keras"))
+    # The user's own choices would change what is printed; a new user has none.
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND", "PYTHONWARNINGS"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every case in its own process, a few at a time (each imports TensorFlow, ~4 s)."""
+    if not os.path.exists(EXE):
+        pytest.skip("the package is not installed with its console script")
+    tmp = tmp_path_factory.mktemp("quiet")
+    (tmp / "garbage.npy").write_bytes(b"not an array\n")
+    (tmp / "garbage.weights.h5").write_bytes(b"not HDF5\n")
+    (tmp / "garbage.cfg").write_text("[conv1]\ntype=bogus\n")
+    (tmp / "cat.png").write_bytes(images.png(40, 30))
+    (tmp / "empty").mkdir()
+    env = _environment(tmp)
+
+    def run(args):
+        return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300,
+                              cwd=tmp, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(zip(CASES, pool.map(run, CASES.values()), strict=True))
+
+
+@pytest.mark.parametrize("command", BAD_INPUTS)
+def test_bad_input_is_one_error_line_exit_2(runs, command):
+    done = runs[f"bad {command}"]
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("Error: ") and NAMES[command] in lines[0], lines[0]
+    assert done.stdout == ""
+
+
+def test_summary_prints_nothing_on_stderr(runs):
+    done = runs["summary"]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    assert "Total params: 60,965,224" in done.stdout
+
+
+def test_verbose_lets_tensorflows_logs_through(runs):
+    """`--verbose` after the command (the group form is the same option): TF's own lines."""
+    done = runs["verbose summary"]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stderr.splitlines()) >= 2, done.stderr
+    assert "Total params: 60,965,224" in done.stdout
