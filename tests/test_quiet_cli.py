@@ -86,3 +86,35 @@ def test_verbose_lets_tensorflows_logs_through(runs):
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(done.stderr.splitlines()) >= 2, done.stderr
     assert "Total params: 60,965,224" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["evaluate", "--dataset", "cifar10"], "--weights"),
+        (["predict"], "IMAGES"),
+        (["no-such-command"], "no-such-command"),
+        (["summary", "--no-such-option"], "--no-such-option"),
+        (["chm", "summary"], "LAYERS"),
+        (["finetune", "--milestones", "x,y"], "--milestones"),
+    ],
+)
+def test_a_usage_error_is_one_line_exit_2(args, named):
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], result.output
+    assert lines[0].endswith("--help'.")
+
+
+def test_no_command_shows_the_help():
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+
+    result = CliRunner().invoke(cli, [])
+    assert "Commands:" in result.output and "--verbose" in result.output

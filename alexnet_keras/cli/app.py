@@ -102,8 +102,10 @@ def _one_line_usage(call, *args, **kwargs):
     except click.exceptions.NoArgsIsHelpError:  # no command: the help, as click shows it
         raise
     except click.UsageError as e:
+        message = e.format_message().rstrip()
+        message += "" if message.endswith((".", "?", "!")) else "."
         hint = f" See '{e.ctx.command_path} --help'." if e.ctx is not None else ""
-        fail(e.format_message().rstrip() + hint, e.exit_code)
+        fail(message + hint, e.exit_code)
 
 
 @click.group(
