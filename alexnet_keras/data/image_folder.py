@@ -274,8 +274,8 @@ def _list_folder(root, class_names, strict, dataset_root):
     if bad and strict:
         i = bad[0]
         raise ValueError(
-            f"{paths[i]}: not a valid image: {problems[i]}. Expected a JPEG, PNG, BMP or "
-            "GIF file; remove it, or open the dataset with strict=False to skip such files"
+            f"{paths[i]}: not a valid image: {problems[i]}. Expected a JPEG, PNG, BMP, GIF or "
+            "WebP file; remove it, or open the dataset with strict=False to skip such files"
         )
     keep = np.ones(len(paths), bool)
     keep[bad] = False

@@ -241,14 +241,15 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1):
     Files in a folder are checked when listed, without decoding
     (`image_folder.check_image`): a regular file (a FIFO or a device named
     `x.jpg` is never opened) of at most `limits.MAX_IMAGE_BYTES`, a JPEG,
-    PNG, BMP or GIF header whose size passes `image_header.size_problem`
-    (sides, pixels, pixels after the resize to 256, a GIF's frames), and the
-    JPEG `FFD9` or PNG `IEND` end. The walk follows a symlink only within the
-    dataset folder and never enters a folder twice. Files that fail, and
-    what the walk left out, are skipped, counted in `info.skipped` and
-    reported in one warning on the `alexnet_keras` logger. A file that
-    passes but still fails to decode is dropped when read
-    (`Dataset.ignore_errors`); it is not counted.
+    PNG, BMP, GIF or WebP header whose size passes
+    `image_header.size_problem` (sides, pixels, pixels after the resize to
+    256, a GIF's frames), and the JPEG `FFD9` or PNG `IEND` end (a WebP: its
+    RIFF length). The walk follows a symlink only within the dataset folder
+    and never enters a folder twice. Files that fail, and what the walk left
+    out, are skipped, counted in `info.skipped` and reported in one warning
+    on the `alexnet_keras` logger. A file that passes but still fails to
+    decode is dropped when read (`Dataset.ignore_errors`); it is not
+    counted.
 
     Example:
 
