@@ -118,3 +118,15 @@ def test_no_command_shows_the_help():
 
     result = CliRunner().invoke(cli, [])
     assert "Commands:" in result.output and "--verbose" in result.output
+
+
+def test_the_library_honours_a_users_quiet_tf_cpp_min_log_level(tmp_path):
+    """TF's import-time lines ignore `TF_CPP_MIN_LOG_LEVEL`; with the package imported first,
+    a level of 2 the user set keeps them off stderr too."""
+    env = _environment(tmp_path)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    code = "import alexnet_keras; print(alexnet_keras.AlexNet(include_top=False).output_shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "" and "(None, 6, 6, 256)" in done.stdout
