@@ -130,3 +130,18 @@ def test_the_library_honours_a_users_quiet_tf_cpp_min_log_level(tmp_path):
                           cwd=tmp_path, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr == "" and "(None, 6, 6, 256)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["summary"], ["convert"], ["evaluate"], ["predict"], ["export"], ["finetune"], ["train"],
+     ["chm"], ["chm", "summary"]],
+)  # fmt: skip
+def test_every_command_takes_verbose(args):
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+
+    result = CliRunner().invoke(cli, ["--verbose", *args, "--verbose", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--verbose" in result.output

@@ -79,13 +79,12 @@ def _verbose_option(also=""):
 
 
 class _Group(click.Group):
-    """A group whose commands all take `--verbose`, and whose usage errors are one line."""
+    """A group whose commands (and subgroups) all take `--verbose`; usage errors are one line."""
 
     group_class = type  # `@cli.group()` (chm) is one too
 
     def add_command(self, cmd, name=None):
-        if not isinstance(cmd, click.Group):
-            cmd.params.append(_verbose_option())
+        cmd.params.append(_verbose_option())  # `chm --verbose summary` too
         super().add_command(cmd, name)
 
     def make_context(self, info_name, args, parent=None, **extra):
