@@ -52,3 +52,27 @@ def test_a_folder_gets_the_umasks_mode(tmp_path, user_umask):
     folder = tempfile.mkdtemp(dir=tmp_path)  # 0700, as the SavedModel export's is
     apply_umask(folder)
     assert _mode(folder) == 0o777 & ~user_umask
+
+
+def test_a_downloaded_release_file_has_the_umasks_mode(home, server, monkeypatch, user_umask):
+    """A verified download (loopback server) is renamed from a 0600 temporary file.
+
+    `home` before `server`: `home` clears the mirror that `server` sets.
+    """
+    import copy
+    import hashlib
+
+    from alexnet_keras import registry
+    from tests.loopback import serve
+
+    body = os.urandom(50_000)
+    fake = copy.deepcopy(registry.manifest())
+    entry = next(f for f in fake["releases"]["bvlc_alexnet"]["files"]
+                 if f["format"] == "caffemodel")  # fmt: skip
+    entry.update(size=len(body), sha1=hashlib.sha1(body).hexdigest(),
+                 sha256=hashlib.sha256(body).hexdigest())  # fmt: skip
+    monkeypatch.setattr(registry, "manifest", lambda: fake)
+    serve(server, "bvlc_alexnet.caffemodel", body)
+    path = registry.download("bvlc_alexnet", "caffemodel", progress=False)
+    assert path.read_bytes() == body
+    assert _mode(path) == 0o666 & ~user_umask
