@@ -51,7 +51,7 @@ def keras_backend():
 
     Read as Keras reads it, without importing Keras: `KERAS_BACKEND`, else the
     `backend` of `$KERAS_HOME/keras.json` (or `~/.keras/keras.json`), else
-    `"tensorflow"`.
+    `"tensorflow"`. Once Keras is imported, its own answer wins.
 
     Example:
 
@@ -59,12 +59,17 @@ def keras_backend():
     >>> keras_backend()[0] in ("tensorflow", "jax", "torch", "numpy", "openvino")
     True
     """
-    keras = sys.modules.get("keras")
-    config = getattr(keras, "config", None)
-    if config is not None:
-        return config.backend(), "keras"
     if os.environ.get("KERAS_BACKEND"):
-        return os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+        backend, where = os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    else:
+        backend, where = _keras_json_backend()
+    config = getattr(sys.modules.get("keras"), "config", None)
+    if config is not None and config.backend() != backend:
+        return config.backend(), "Keras' own setting"
+    return backend, where
+
+
+def _keras_json_backend():
     if "KERAS_HOME" in os.environ:
         home = os.environ["KERAS_HOME"]
     else:
@@ -105,7 +110,6 @@ def check_backend(required=False):
     backend, where = keras_backend()
     if backend == "tensorflow":
         return
-    where = "keras.json" if where == "keras" else where
     if required:
         raise ValueError(
             f"{where}: Keras is set to the {backend!r} backend; alexnet-keras commands run on "
