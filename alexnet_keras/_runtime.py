@@ -1,26 +1,142 @@
-"""Process-wide TensorFlow settings that must be chosen before TF is imported.
+"""Process-wide settings that must be chosen before TensorFlow is imported.
 
-Imported first by `alexnet_keras/__init__.py`; it imports nothing heavy.
+Imported first by `alexnet_keras/__init__.py`; it imports nothing heavy. The
+user's own settings always stand: `KERAS_BACKEND` (environment or
+`keras.json`), `TF_CPP_MIN_LOG_LEVEL`, `TF_ENABLE_ONEDNN_OPTS`, `-W` /
+`PYTHONWARNINGS`.
 """
 
+import json
+import logging
 import os
 import sys
+import warnings
 
-__all__ = ["configure_environment", "quiet_tensorflow_import"]
+__all__ = [
+    "BackendWarning",
+    "allow_tensorflow_logs",
+    "check_backend",
+    "configure_environment",
+    "keras_backend",
+    "quiet_python_logs",
+    "quiet_tensorflow_import",
+]
+
+
+class BackendWarning(UserWarning):
+    """Keras runs on a backend other than TensorFlow, which AlexNet's layers call."""
 
 
 def configure_environment():
     """Sets the defaults this package wants, leaving any user choice alone.
 
-    - `KERAS_BACKEND=tensorflow`: the layers call TensorFlow kernels directly.
     - `TF_ENABLE_ONEDNN_OPTS=1`: TF 2.21 leaves oneDNN off on CPUs without
       AVX-512 VNNI/BF16, which costs AlexNet training about 1.6x there
       (`shared/docs/tensorflow-notes.md` §9). It is read once, when TensorFlow
       is imported, so it only takes effect if TensorFlow is not imported yet.
+    - With `TF_CPP_MIN_LOG_LEVEL` set to 2 or 3 by the user, TensorFlow's
+      import-time native lines (which ignore it) are kept off stderr too.
+
+    `KERAS_BACKEND` is not set: a backend named in `keras.json` or the
+    environment stands (`keras_backend`, `check_backend`).
     """
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") >= "2":
+            quiet_tensorflow_import()
+
+
+def keras_backend():
+    """`(backend, where it is set)`: the backend Keras uses, or will use once imported.
+
+    Read as Keras reads it, without importing Keras: `KERAS_BACKEND`, else the
+    `backend` of `$KERAS_HOME/keras.json` (or `~/.keras/keras.json`), else
+    `"tensorflow"`. Once Keras is imported, its own answer wins.
+
+    Example:
+
+    >>> from alexnet_keras._runtime import keras_backend
+    >>> keras_backend()[0] in ("tensorflow", "jax", "torch", "numpy", "openvino")
+    True
+    """
+    if os.environ.get("KERAS_BACKEND"):
+        backend, where = os.environ["KERAS_BACKEND"], "KERAS_BACKEND"
+    else:
+        backend, where = _keras_json_backend()
+    config = getattr(sys.modules.get("keras"), "config", None)
+    if config is not None and config.backend() != backend:
+        return config.backend(), "Keras' own setting"
+    return backend, where
+
+
+def _keras_json_backend():
+    if "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    path = os.path.expanduser(os.path.join(home, "keras.json"))
+    try:
+        with open(path) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    return (backend, path) if backend else ("tensorflow", "default")
+
+
+def _backend_note(backend, where):
+    return (
+        f"Keras runs on the {backend!r} backend ({where}); AlexNet's layers call TensorFlow "
+        "kernels, so there it builds, loads weights and predicts eagerly (`model(x)`), but "
+        "compiled predict/evaluate and training need KERAS_BACKEND=tensorflow"
+    )
+
+
+def check_backend(required=False):
+    """Says once that Keras is not on TensorFlow, and what works there.
+
+    Args:
+        required: raise instead of warning (the command line, whose commands
+            all run on TensorFlow).
+
+    Raises:
+        ValueError: with `required`, when the backend is not TensorFlow.
+
+    Example:
+
+    >>> from alexnet_keras._runtime import check_backend
+    >>> check_backend()  # TensorFlow: nothing to say
+    """
+    backend, where = keras_backend()
+    if backend == "tensorflow":
+        return
+    if required:
+        raise ValueError(
+            f"{where}: Keras is set to the {backend!r} backend; alexnet-keras commands run on "
+            "TensorFlow: run them with KERAS_BACKEND=tensorflow"
+        )
+    warnings.warn(_backend_note(backend, where), BackendWarning, stacklevel=2)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    # This package's own warnings are one `Warning:` line; the libraries' are noise here.
+    if category.__module__.split(".")[0] == __name__.split(".")[0]:
+        sys.stderr.write("Warning: " + " ".join(str(message).split()) + "\n")
+
+
+def quiet_python_logs():
+    """Keeps TensorFlow's, absl's and Keras' Python-side logs and warnings off stderr.
+
+    TensorFlow's and absl's loggers (AutoGraph notes, TFDS's "Variant folder
+    ... has no dataset_info.json") log errors only. Python warnings from the
+    libraries (deprecations, "Compiled the loaded model ...") are dropped, and
+    this package's own are one `Warning: ...` line, unless the user chose
+    warnings with `-W` or `PYTHONWARNINGS`.
+    """
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not sys.warnoptions:
+        warnings.showwarning = _one_line_warning
 
 
 class _QuietImport:
@@ -82,6 +198,12 @@ class _QuietLoader:
 
     def __getattr__(self, name):  # is_package, get_code, ... of the real loader
         return getattr(self.loader, name)
+
+
+def allow_tensorflow_logs():
+    """Lets TensorFlow's logs through (`alexnet-keras --verbose`), whatever was set before."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietImport)]
 
 
 def quiet_tensorflow_import():

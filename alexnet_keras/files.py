@@ -13,7 +13,14 @@ import re
 import shutil
 import stat
 
-__all__ = ["existing_file", "read_bounded", "regular_file_size", "write_error"]
+__all__ = [
+    "apply_umask",
+    "existing_file",
+    "read_bounded",
+    "regular_file_size",
+    "umask",
+    "write_error",
+]
 
 # The write failures a user can fix (free space, a quota, permissions), and how
 # to say them. Anything else is not a "cannot write here" and is not rephrased.
@@ -177,3 +184,45 @@ def write_error(path, error, needed=None):
         free = "the free space is unknown"
     space = f"; it needs about {_megabytes(int(needed))}, {free}" if needed else f"; {free}"
     return OSError(code, f"cannot be written: {_WRITE_FAILURES[code]}{space}", str(path))
+
+
+def umask():
+    """The process's umask, read from `/proc` where it can be (changing it races with threads).
+
+    Example:
+
+    >>> from alexnet_keras.files import umask
+    >>> 0 <= umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path):
+    """Gives a temporary file or folder the mode a plain `open` or `mkdir` would have given it.
+
+    `tempfile.mkstemp` makes files 0600 and `mkdtemp` folders 0700, whatever
+    the umask; a file renamed into place from one would stay private. Writers
+    call this before the rename: `0666 & ~umask` for a file, `0777 & ~umask`
+    for a folder, as the user's umask asks.
+
+    Example:
+
+    >>> import os, stat, tempfile
+    >>> from alexnet_keras.files import apply_umask, umask
+    >>> fd, path = tempfile.mkstemp(); os.close(fd)
+    >>> apply_umask(path)
+    >>> stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask()
+    True
+    """
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~umask())

@@ -10,7 +10,14 @@ import math
 
 from alexnet_keras import variants as V
 
-__all__ = ["PlannedLayer", "conv_geometry", "conv_padding", "layer_plan", "pool_geometry"]
+__all__ = [
+    "PlannedLayer",
+    "conv_geometry",
+    "conv_padding",
+    "layer_plan",
+    "min_input_side",
+    "pool_geometry",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +74,34 @@ def conv_padding(conv, rounding, size):
     ):
         return "same", None
     return "valid", (pads if any(p != (0, 0) for p in pads) else None)
+
+
+def _pool5_side(spec, side):
+    """pool5's side for an input side, or None where a layer would get no output."""
+    for op in spec.features:
+        if isinstance(op, V.Conv):
+            side = conv_geometry(side, op, spec.conv_rounding)[0]
+        elif isinstance(op, V.MaxPool):
+            try:
+                side = pool_geometry(side, op)[0]
+            except ValueError:  # a size ceil mode cannot pool
+                return None
+        if side is None or side < 1:
+            return None
+    return side
+
+
+def min_input_side(spec):
+    """The smallest input side that gives `spec`'s pool5 a map (without the classifier).
+
+    Example:
+
+    >>> from alexnet_keras.geometry import min_input_side
+    >>> min_input_side("bvlc"), min_input_side("chm2012")
+    (55, 52)
+    """
+    spec = V.get_variant(spec) if isinstance(spec, str) else spec
+    return next(s for s in range(1, 10_000) if _pool5_side(spec, s) is not None)
 
 
 _OP_CLASS = {

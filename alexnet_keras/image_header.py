@@ -355,7 +355,11 @@ def _read_size(f, size, path, formats):
             names = ", ".join(formats[:-1]) + " or " + formats[-1]
             raise ValueError(f"{path}: not a {names} file (it starts with {data[:4]!r})")
         try:
-            return image_size(data)
+            found = image_size(data)
+            riff = int.from_bytes(data[4:8], "little") + 8  # a WebP's length: it has no end marker
+            if found[0] == "WebP" and riff > size:
+                raise ValueError(f"truncated WebP ({size} of {riff} bytes)")
+            return found
         except Incomplete as e:
             want = min(max(e.needed, 2 * len(data)), size)
             more = f.read(want - len(data)) if want > len(data) else b""

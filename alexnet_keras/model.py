@@ -2,9 +2,9 @@
 
 import keras
 
-from alexnet_keras import pretrained
+from alexnet_keras import _runtime, pretrained
 from alexnet_keras import variants as V
-from alexnet_keras.geometry import conv_geometry, conv_padding, pool_geometry
+from alexnet_keras.geometry import conv_geometry, conv_padding, min_input_side, pool_geometry
 from alexnet_keras.layers import (
     GroupedConv2D,
     LocalResponseNormalization,
@@ -13,6 +13,9 @@ from alexnet_keras.layers import (
 from alexnet_keras.weights import load_into, read_metadata
 
 __all__ = ["AlexNet"]
+
+# Once, on import: the backend Keras chose (keras.json or KERAS_BACKEND) stands.
+_runtime.check_backend()
 
 
 def AlexNet(
@@ -156,17 +159,19 @@ def _image_input(input_tensor, input_shape, default_size):
     return input_tensor
 
 
-def _too_small(op, size):
+def _too_small(spec, op, input_shape):
+    """The error for a layer that would get no output, naming the shape the user gave."""
     return ValueError(
-        f"The input is too small for AlexNet: '{op.name}' would get a {size[0]}x{size[1]} map. "
-        f"Received: input_shape={size}"
+        f"The input is too small for AlexNet {spec.name!r}: '{op.name}' would get no output. "
+        f"Each side must be at least {min_input_side(spec)} pixels (with include_top, "
+        f"{V.INPUT_SIZES[0]} to {V.INPUT_SIZES[-1]}). Received: input_shape={input_shape}"
     )
 
 
 def _conv_layer(conv, rounding, x, size):
     geo = [conv_geometry(s, conv, rounding) for s in size]
     if any(g[0] is None for g in geo):
-        raise _too_small(conv, size)
+        return None, None
     padding, pads = conv_padding(conv, rounding, size)
     if pads is not None:
         x = keras.layers.ZeroPadding2D(pads, name=f"{conv.name}_pad")(x)
@@ -179,9 +184,12 @@ def _conv_layer(conv, rounding, x, size):
 
 
 def _features(x, spec, size):
+    input_shape = tuple(x.shape[1:])
     for op in spec.features:
         if isinstance(op, V.Conv):
             x, size = _conv_layer(op, spec.conv_rounding, x, size)
+            if x is None:
+                raise _too_small(spec, op, input_shape)
         elif isinstance(op, V.ReLU):
             x = keras.layers.ReLU(name=op.name)(x)
         elif isinstance(op, V.LRN):
@@ -191,14 +199,17 @@ def _features(x, spec, size):
         elif isinstance(op, V.SpatialNorm):
             x = SpatialResponseNormalization(op.size, op.alpha, op.beta, op.bias, name=op.name)(x)
         elif isinstance(op, V.MaxPool):
-            geo = [pool_geometry(s, op) for s in size]
+            try:
+                geo = [pool_geometry(s, op) for s in size]
+            except ValueError:  # a size ceil mode cannot pool: only below the smallest input
+                raise _too_small(spec, op, input_shape) from None
             if any(g[0] is None or g[0] < 1 for g in geo):
-                raise _too_small(op, size)
+                raise _too_small(spec, op, input_shape)
             padding = "same" if "same" in (geo[0][1], geo[1][1]) else "valid"
             if padding == "same" and geo[0][1] != geo[1][1]:
                 raise ValueError(
                     f"'{op.name}' would need ceil-mode padding on one axis only, which this "
-                    f"builder does not express. Received: input_shape={size}"
+                    f"builder does not express. Received: input_shape={input_shape}"
                 )
             x = keras.layers.MaxPooling2D(op.size, op.stride, padding=padding, name=op.name)(x)
             size = tuple(g[0] for g in geo)

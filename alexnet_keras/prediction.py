@@ -24,14 +24,14 @@ def collect_images(paths):
     """The image files named by `paths`: files as given, folders searched recursively.
 
     Folders contribute files with an image extension (`.jpg`, `.jpeg`, `.png`,
-    `.bmp`, `.gif`), in sorted order; hidden files and folders are skipped,
+    `.bmp`, `.gif`, `.webp`), in sorted order; hidden files and folders are skipped,
     and so are symlinks leading out of the folder or into a loop (counted in
     one warning). Every file is then checked without decoding it
     (`data.image_folder.check_image`: a regular file, its header, its size).
 
     Raises:
         ValueError: a path that does not exist, a folder without images, or
-            the first file that is not a whole JPEG/PNG/BMP/GIF image of an
+            the first file that is not a whole JPEG/PNG/BMP/GIF/WebP image of an
             accepted size (a FIFO, a device, a 1x100000 strip), by name.
 
     Example:

@@ -345,7 +345,7 @@ def load_image(path, size=256, protocol="shorter-side"):
     allocate more than those bounds allow.
 
     Args:
-        path: a JPEG, PNG, BMP or GIF file.
+        path: a JPEG, PNG, BMP, GIF or WebP file.
         size: the length of the shorter side after resizing (bilinear,
             antialiased); `None` keeps the original size.
         protocol: `"shorter-side"`, or `"bvlc"` to warp to `size` x `size`

@@ -80,8 +80,8 @@ def reference_probabilities(export_, files, one_by_one=False):
     model = alexnet_keras.AlexNet(weights=export_.weights)
     size = meta["input_size"]
     protocol = export_.meta["protocol"]
-    crops = np.stack([alexnet_keras.center_crop(alexnet_keras.load_image(f, protocol=protocol), size)
-                      for f in files])  # fmt: skip
+    images = [alexnet_keras.load_image(f, protocol=protocol) for f in files]
+    crops = np.stack([alexnet_keras.center_crop(image, size) for image in images])
     x = alexnet_keras.preprocess_input(crops, variant=meta["variant"],
                                        mean=meta["preprocessing"]["mean"])  # fmt: skip
     if one_by_one:

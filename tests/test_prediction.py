@@ -69,7 +69,7 @@ def test_text_output_and_progress_for_long_lists(chm_weights, imagenet_dir):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda d: d / "synsets.txt", "not a JPEG, PNG, BMP or GIF file"),
+        (lambda d: d / "synsets.txt", "not a JPEG, PNG, BMP, GIF or WebP file"),
         (lambda d: d / "missing.jpg", "no such file or folder"),
         (lambda d: d / "empty", "a folder with no images"),
         (lambda d: d / "cut.jpg", "truncated JPEG"),

@@ -11,11 +11,31 @@ from alexnet_keras import _runtime
 __all__ = ["cli", "main", "offline_option", "quiet_tensorflow", "fail", "user_errors"]
 
 
+_VERBOSE = "alexnet_keras.verbose"
+
+
 def quiet_tensorflow():
-    # TF prints several INFO/oneDNN lines at import; users can still raise this.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Prepares a command that runs on TensorFlow: its logs stay off the terminal.
+
+    TensorFlow's native lines (oneDNN, CUDA, absl), its and absl's Python
+    logs and the libraries' Python warnings are kept off stderr, unless the
+    user asked for them: `--verbose`, or their own `TF_CPP_MIN_LOG_LEVEL`
+    below 2 (a level they set always stands).
+
+    Raises:
+        ValueError: Keras is set to a backend other than TensorFlow.
+    """
+    _runtime.check_backend(required=True)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get(_VERBOSE):
+        _runtime.allow_tensorflow_logs()
+        return
     _runtime.configure_environment()
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") < "2":
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _runtime.quiet_tensorflow_import()
+    _runtime.quiet_python_logs()
 
 
 def fail(message, code):
@@ -71,7 +91,56 @@ def offline_option(fn):
     )(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _set_verbose(ctx, param, value):
+    if value:
+        ctx.find_root().meta[_VERBOSE] = True
+
+
+def _verbose_option(also=""):
+    return click.Option(
+        ["--verbose"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_verbose,
+        help="Let TensorFlow's, absl's and Keras' logs and warnings through" + also + ".",
+    )
+
+
+class _Group(click.Group):
+    """A group whose commands (and subgroups) all take `--verbose`; usage errors are one line."""
+
+    group_class = type  # `@cli.group()` (chm) is one too
+
+    def add_command(self, cmd, name=None):
+        cmd.params.append(_verbose_option())  # `chm --verbose summary` too
+        super().add_command(cmd, name)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return _one_line_usage(super().make_context, info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        return _one_line_usage(super().invoke, ctx)
+
+
+def _one_line_usage(call, *args, **kwargs):
+    """Click's usage errors (a wrong option or value) as one `Error:` line, exit code 2."""
+    try:
+        return call(*args, **kwargs)
+    except click.exceptions.NoArgsIsHelpError:  # no command: the help, as click shows it
+        raise
+    except click.UsageError as e:
+        message = e.format_message().rstrip()
+        message += "" if message.endswith((".", "?", "!")) else "."
+        hint = f" See '{e.ctx.command_path} --help'." if e.ctx is not None else ""
+        fail(message + hint, e.exit_code)
+
+
+@click.group(
+    cls=_Group,
+    params=[_verbose_option(" (every command takes it too)")],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="alexnet-keras")
 def cli():
     """AlexNet for Keras 3: faithful models, legacy weight converters, training, export."""

@@ -206,7 +206,7 @@ def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batc
 def predict(weights, images, top, as_json, ten_crop, batch_size):
     """Print the top labels and scores of each image.
 
-    IMAGES are JPEG/PNG/BMP/GIF files or folders (searched recursively).
+    IMAGES are JPEG/PNG/BMP/GIF/WebP files or folders (searched recursively).
     The preprocessing is the weights' own: to 256 by their protocol (a
     256x256 warp for Caffe's releases, else the shorter side), the centre
     crop (or ten crops), colour order and mean.

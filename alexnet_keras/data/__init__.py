@@ -1,7 +1,8 @@
 """Datasets and tf.data pipelines.
 
 `open_dataset` opens a TFDS set, an image folder or ILSVRC-2012 val (with its
-label file) as `Split`s (references and their decoder); `train_pipeline` and `eval_pipeline` turn a split into batches.
+label file) as `Split`s (references and their decoder); `train_pipeline` and
+`eval_pipeline` turn a split into batches.
 The names are loaded on first use, so `alexnet_keras.data.image_folder` (pure
 Python) does not import TensorFlow.
 """

@@ -5,7 +5,7 @@ Pure Python and NumPy (no TensorFlow), so listing a folder costs no import.
 
 Layout: `PATH/train/<class>/*` with `PATH/val/<class>/*` (or `validation/`,
 `test/`), or `PATH/<class>/*` alone, split by a seeded hold-out. Images are
-`.jpg .jpeg .png .bmp .gif` files (any case), searched recursively under each
+`.jpg .jpeg .png .bmp .gif .webp` files (any case), searched recursively under each
 class folder; hidden files and folders are ignored.
 """
 
@@ -35,9 +35,9 @@ __all__ = [
 log = logging.getLogger("alexnet_keras")
 
 # The one suffix set of image files: datasets, `predict`, verification.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Their formats (`image_header` reads the size of each; serving takes WebP too).
-FOLDER_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Their formats (`image_header` reads the size of each), as the serving graph takes them.
+FOLDER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WebP")
 # The end markers are looked for in this many final bytes: encoders and cameras
 # may pad or append after them, and decoders accept such files.
 TAIL_BYTES = 1024
@@ -274,8 +274,8 @@ def _list_folder(root, class_names, strict, dataset_root):
     if bad and strict:
         i = bad[0]
         raise ValueError(
-            f"{paths[i]}: not a valid image: {problems[i]}. Expected a JPEG, PNG, BMP or "
-            "GIF file; remove it, or open the dataset with strict=False to skip such files"
+            f"{paths[i]}: not a valid image: {problems[i]}. Expected a JPEG, PNG, BMP, GIF or "
+            "WebP file; remove it, or open the dataset with strict=False to skip such files"
         )
     keep = np.ones(len(paths), bool)
     keep[bad] = False

@@ -224,7 +224,7 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labe
             sorted subfolders of `train/`, and the eval classes must be among
             them. A folder with `<class>/` subfolders directly has no split:
             a seeded hold-out, stratified by class, makes the eval set.
-            Images are `.jpg .jpeg .png .bmp .gif` files, in any case,
+            Images are `.jpg .jpeg .png .bmp .gif .webp` files, in any case,
             searched recursively under each class folder.
         data_dir: the TFDS data dir; default `$TFDS_DATA_DIR`, then
             `~/tensorflow_datasets`. A set not prepared there is downloaded
@@ -261,14 +261,15 @@ def open_dataset(spec, *, data_dir=None, seed=0, strict=False, holdout=0.1, labe
     Files in a folder are checked when listed, without decoding
     (`image_folder.check_image`): a regular file (a FIFO or a device named
     `x.jpg` is never opened) of at most `limits.MAX_IMAGE_BYTES`, a JPEG,
-    PNG, BMP or GIF header whose size passes `image_header.size_problem`
-    (sides, pixels, pixels after the resize to 256, a GIF's frames), and the
-    JPEG `FFD9` or PNG `IEND` end. The walk follows a symlink only within the
-    dataset folder and never enters a folder twice. Files that fail, and
-    what the walk left out, are skipped, counted in `info.skipped` and
-    reported in one warning on the `alexnet_keras` logger. A file that
-    passes but still fails to decode is dropped when read
-    (`Dataset.ignore_errors`); it is not counted.
+    PNG, BMP, GIF or WebP header whose size passes
+    `image_header.size_problem` (sides, pixels, pixels after the resize to
+    256, a GIF's frames), and the JPEG `FFD9` or PNG `IEND` end (a WebP: its
+    RIFF length). The walk follows a symlink only within the dataset folder
+    and never enters a folder twice. Files that fail, and what the walk left
+    out, are skipped, counted in `info.skipped` and reported in one warning
+    on the `alexnet_keras` logger. A file that passes but still fails to
+    decode is dropped when read (`Dataset.ignore_errors`); it is not
+    counted.
 
     Example:
 

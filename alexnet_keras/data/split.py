@@ -107,7 +107,16 @@ def drop_bad_records(elements):
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return checked.filter(lambda ok, element: ok).map(lambda ok, element: element)
+    # Named functions: AutoGraph cannot tell two lambdas on one line apart, and says so.
+    return checked.filter(_passed).map(_element)
+
+
+def _passed(ok, element):
+    return ok
+
+
+def _element(ok, element):
+    return element
 
 
 @dataclasses.dataclass(eq=False)

@@ -35,6 +35,7 @@ import urllib.request
 import warnings
 
 from alexnet_keras import limits
+from alexnet_keras.files import apply_umask
 from alexnet_keras.registry.network import connect_problem, stream
 
 __all__ = [
@@ -345,6 +346,7 @@ def download(name: str, fmt=None, *, dest_dir=None, progress=True) -> pathlib.Pa
             problem = _check_file(target, file_entry, digests)
             if problem:
                 raise ValueError(f"{url}: {problem}; the partial download was deleted")
+            apply_umask(tmp.name)  # NamedTemporaryFile's 0600 would stay
             os.replace(tmp.name, target)
         except BaseException:
             pathlib.Path(tmp.name).unlink(missing_ok=True)

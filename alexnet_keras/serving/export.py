@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from alexnet_keras.files import write_error
+from alexnet_keras.files import apply_umask, write_error
 
 __all__ = ["ExportReport", "export_model"]
 
@@ -93,12 +93,6 @@ def _check_output(output, fmt, overwrite):
             f"{output}: exists and is not a {'folder' if fmt == 'saved_model' else 'file'}"
         )
     return output
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _folder_bytes(path):
@@ -211,7 +205,7 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
 
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
         # mkdtemp makes the folder 0700; the server often runs as another user.
-        os.chmod(tmp, 0o777 & ~_umask())
+        apply_umask(tmp)
         try:
             _write_saved_model(module, tmp, record)
             written = _folder_bytes(tmp / "variables")

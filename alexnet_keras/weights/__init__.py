@@ -49,7 +49,7 @@ import tempfile
 
 import numpy as np
 
-from alexnet_keras.files import write_error
+from alexnet_keras.files import apply_umask, write_error
 from alexnet_keras.version import __version__
 from alexnet_keras.weights._schema import FORMAT_VERSION, METADATA_KEY
 
@@ -178,6 +178,7 @@ def atomic_write(path, write, suffix=".weights.h5", needed=None):
     os.close(fd)
     try:
         write(tmp)
+        apply_umask(tmp)  # mkstemp's 0600 would stay: the file gets the user's umask
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # h5py reports a failed write as RuntimeError
         failure = write_error(path, e, needed)

@@ -58,6 +58,6 @@ def test_verify_images_are_listed_by_the_one_image_lister(tmp_path):
     assert [p.name for p in find_images(tmp_path, 2)] == ["1.JPG", "3.jpeg"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(
-        ValueError, match=r"empty: no images \(.jpg, .jpeg, .png, .bmp, .gif\) found"
+        ValueError, match=r"empty: no images \(.jpg, .jpeg, .png, .bmp, .gif, .webp\) found"
     ):
         find_images(tmp_path / "empty", 1)

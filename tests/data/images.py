@@ -103,7 +103,7 @@ class _Bits:
         return self.value.to_bytes((self.count + 7) // 8, "little")
 
 
-def webp_lossless(width, height):
+def webp_lossless(width, height, rgb=(0, 0, 0)):
     """A VP8L WebP of one colour: every prefix code has one symbol, so pixels cost 0 bits.
 
     That is why such a file is tiny at any size, 16383 x 16383 included.
@@ -117,7 +117,7 @@ def webp_lossless(width, height):
     bits.put(0, 1)  # no transform
     bits.put(0, 1)  # no colour cache
     bits.put(0, 1)  # no meta prefix codes
-    for symbol in (0, 0, 0, 255, 0):  # green, red, blue, alpha, distance
+    for symbol in (rgb[1], rgb[0], rgb[2], 255, 0):  # green, red, blue, alpha, distance
         bits.put(1, 1)  # a simple code
         bits.put(0, 1)  # of one symbol
         bits.put(1, 1)  # 8 bits wide
