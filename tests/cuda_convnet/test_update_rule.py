@@ -347,7 +347,7 @@ def test_cli_trains_the_release_80sec_net_for_a_few_steps(tmp_path):
     refused = CliRunner().invoke(
         cli, ["evaluate", "--weights", weights, "--dataset", f"folder:{MINI}", "--ten-crop"]
     )
-    assert refused.exit_code == 2 and "--ten-crop does not apply" in refused.output
+    assert refused.exit_code == 2 and "--ten-crop and --protocol do not apply" in refused.output
 
 
 def test_a_cfg_run_reads_and_parses_each_cfg_file_once(tmp_path, monkeypatch):

@@ -28,8 +28,15 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_missing_data_dir(tmp_path):
-    fails(["finetune", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope"),
-           "--weights", "none", "--model-dir", str(tmp_path / "m")], "nope")  # fmt: skip
+    """Not prepared there, and offline: one line naming the archive and the manual dir, exit 1."""
+    result = CliRunner().invoke(cli, ["finetune", "--offline", "--dataset", "cifar10", "--data-dir",
+                                      str(tmp_path / "nope"), "--weights", "none", "--model-dir",
+                                      str(tmp_path / "m")])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "cifar-10-binary.tar.gz" in lines[0] and str(tmp_path / "nope" / "downloads" / "manual")
+    assert not (tmp_path / "m").exists()
 
 
 def test_empty_folder_and_one_class_folder(tmp_path):

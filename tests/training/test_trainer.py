@@ -72,7 +72,7 @@ def test_finetune_on_an_image_folder_then_evaluate(imagenet_weights, tmp_path):
     ev = invoke(["evaluate", "--weights", str(out / "model.weights.h5"), "--dataset",
                  f"folder:{MINI}", "--json"])  # fmt: skip
     assert ev.exit_code == 0, ev.output
-    report = json.loads(ev.output)
+    report = json.loads(ev.stdout)  # the progress line goes to stderr
     assert report["count"] == 100 and 0 <= report["top1"] <= report["top5"] <= 1
     assert len(report["per_class"]) == 10 and os.path.exists(report["confusion_matrix"])
     text = invoke(["evaluate", "--weights", str(out / "model.weights.h5"), "--dataset",
