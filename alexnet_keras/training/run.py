@@ -24,6 +24,7 @@ import pathlib
 import re
 import signal
 
+from alexnet_keras.registry import OfflineError
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import config_file, setups
 from alexnet_keras.training.checkpoints import is_chief
@@ -194,15 +195,32 @@ def _open_inputs(config, strategy_name):
 
     strategy = make_strategy(strategy_name, config.cpu_devices)
     _seed_and_precision(config)
-    splits, info = data.open_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        seed=config.seed,
-        strict=config.strict_data,
-        holdout=config.holdout,
-    )
+    try:
+        splits, info = data.open_dataset(
+            config.dataset,
+            data_dir=config.data_dir,
+            seed=config.seed,
+            strict=config.strict_data,
+            holdout=config.holdout,
+        )
+    except OfflineError as missing:
+        raise _also_missing(missing, config) from None
     weights = None if config.chm_layers else setups.weights_path(config.weights)
     return strategy, splits, info, weights
+
+
+def _also_missing(missing, config):
+    """The dataset cannot be fetched now: if the weights cannot either, one line names both,
+    so that an offline user learns everything to fetch in one run, not two."""
+    if config.chm_layers:
+        return missing
+    try:
+        setups.weights_path(config.weights)
+    except OfflineError as weights_missing:
+        return OfflineError(f"{missing} Also: {weights_missing}")
+    except ValueError:  # bad weights are reported once the dataset is there
+        pass
+    return missing
 
 
 def _seed_and_precision(config):

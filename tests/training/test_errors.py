@@ -136,3 +136,27 @@ def test_a_diverging_run_stops_with_exit_1_and_says_why(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert "diverged at step" in line and "lower --lr" in line
     assert not (tmp_path / "m" / "model.weights.h5").exists()
+
+
+def test_offline_with_neither_the_set_nor_the_weights_names_both(tmp_path, monkeypatch):
+    """A new user offline learns everything to fetch in one run: the archive and the weights."""
+    monkeypatch.setenv("ALEXNET_KERAS_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "finetune",
+            "--offline",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "tfds"),
+            "--model-dir",
+            str(tmp_path / "m"),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "cifar-10-binary.tar.gz" in lines[0] and "Also: bvlc_alexnet" in lines[0]
+    assert str(tmp_path / "cache" / "downloads" / "bvlc_alexnet.caffemodel") in lines[0]
+    assert not (tmp_path / "m").exists()
