@@ -401,7 +401,9 @@ def test_train_preprocessing_is_preprocess_input(cifar_mini):
             np.testing.assert_array_equal(x, alexnet_keras.preprocess_input(xr, variant=variant))
 
 
-@pytest.fixture(params=["permutation", "shuffle-buffer"])
+# The generic shuffle-buffer path is in the slow set: test_tfds_streamed_train_pipeline_is_
+# deterministic covers a streamed split in the default one.
+@pytest.fixture(params=["permutation", pytest.param("shuffle-buffer", marks=pytest.mark.slow)])
 def train_ds(request, cifar_mini):
     """The exact-permutation path (a Split from open_dataset) and the generic one."""
     ds = cifar_mini[0]["train"]

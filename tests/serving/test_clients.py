@@ -47,6 +47,8 @@ def _cli(*args):
     return done.stdout
 
 
+# Slow set: test_saved_model_cli_run_serving_default runs the same tool on both signatures.
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_both_signatures(bvlc_export):
     out = _cli("show", "--dir", str(bvlc_export.folder), "--all")
     default = out[out.index("signature_def['serving_default']") :]

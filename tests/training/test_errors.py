@@ -2,6 +2,7 @@
 
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from alexnet_keras.cli import cli
@@ -98,6 +99,8 @@ def _corrupt_folder(tmp_path):
     return root
 
 
+# Slow set: tests/test_hostile_folders.py skips and counts bad files through the same listing.
+@pytest.mark.slow
 def test_corrupt_images_are_skipped_and_counted(tmp_path, imagenet_weights):  # noqa: F811
     root = _corrupt_folder(tmp_path)
     result = CliRunner().invoke(cli, ["finetune", "--dataset", f"folder:{root}", "--weights",

@@ -122,6 +122,8 @@ def test_sigkill_mid_epoch_resumes_to_the_same_weights(imagenet_weights, tmp_pat
             np.testing.assert_array_equal(x, y, err_msg=name)
 
 
+# Slow set: tests/training/test_signals.py sends the same SIGTERM (and SIGINT) in the default set.
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_143(imagenet_weights, tmp_path):  # noqa: F811
     out = tmp_path / "t"
     args = command(imagenet_weights, out, "--epochs", "1", "--steps-per-epoch", "40",
