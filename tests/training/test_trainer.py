@@ -93,7 +93,8 @@ def test_finetune_on_tfds_cifar10_with_a_frozen_backbone(imagenet_weights, tmp_p
     assert not np.array_equal(trained["fc6"][0], initial["fc6"][0])
 
 
-# Slow set: `train` from scratch runs in test_run_folder and the 80sec cfg test; this is its 1000-class twin.
+# Slow set: `train` from scratch runs in test_run_folder and the 80sec cfg test;
+# this is its 1000-class twin.
 @pytest.mark.slow
 def test_train_from_scratch_on_the_1000_class_imagenet_sample(imagenet_dir, tmp_path):
     out = tmp_path / "run"
