@@ -21,6 +21,7 @@ builds the net, and is not written to `config.yaml`.
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 import re
 import types
@@ -306,6 +307,7 @@ def resolve(command, overrides, config_path=None):
         cfg_defaults, net = _chm_defaults(command, given)
         config.update(cfg_defaults)
     config.update(given)
+    config["dataset"] = _normal_dataset(config["dataset"])
     if isinstance(config["weights"], str) and config["weights"].lower() == "none":
         config["weights"] = None
     if config["freeze_backbone"] and config["trainable_from"] is None:
@@ -317,6 +319,14 @@ def resolve(command, overrides, config_path=None):
         folder = pathlib.Path("runs") / f"{name}-{run_id(resolved)}"
         resolved = dataclasses.replace(resolved, model_dir=str(folder))
     return resolved
+
+
+def _normal_dataset(spec):
+    """`folder:x/`, `folder:./x` name the folder `folder:x` does (a URL keeps its `//`)."""
+    for prefix in ("folder:", "imagenet-val:"):
+        if isinstance(spec, str) and spec.startswith(prefix) and "://" not in spec:
+            return prefix + os.path.normpath(spec[len(prefix) :]) if spec != prefix else spec
+    return spec
 
 
 def run_id(config):
@@ -376,6 +386,8 @@ def check_resume(saved, config, model_dir):
         model_dir: named in the error.
     """
     current = config.as_dict()
+    # A run saved before specs were normalised (`folder:x/`) is the same run.
+    saved = {**saved, "dataset": _normal_dataset(saved.get("dataset"))}
     differ = [
         f"{key}: {shown_value(saved.get(key))} -> {shown_value(current.get(key))}"
         for key in sorted(set(saved) | set(current))

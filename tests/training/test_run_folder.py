@@ -193,3 +193,17 @@ def test_a_folder_another_trainer_locked_meanwhile_keeps_its_lock(tmp_path):
         with run_module._new_folder(tmp_path / "new" / "run", ".lock"):
             raise KeyError
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_spelt_another_way_gets_the_same_run_folder():
+    """`folder:x/` and `folder:./x` are `folder:x`: the same command resumes however it is typed."""
+    folders = {
+        train_config.resolve("finetune", {"dataset": spec}).model_dir
+        for spec in ("folder:data/x", "folder:data/x/", "folder:./data/x", "folder:data//x/")
+    }
+    assert len(folders) == 1, folders
+    assert (
+        train_config.resolve("finetune", {"dataset": "folder:data/x/"}).dataset == "folder:data/x"
+    )
+    other = train_config.resolve("finetune", {"dataset": "folder:data/y"}).model_dir
+    assert other not in folders
