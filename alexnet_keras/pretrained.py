@@ -123,12 +123,15 @@ def _is_checkpoint(path):
 
 def _converted_checkpoint(path):
     """The cached conversion of a cuda-convnet checkpoint (chm2012 weights for layers-145)."""
+    from alexnet_keras.cuda_convnet.checkpoint_io import checkpoint_file
     from alexnet_keras.cuda_convnet.convert import convert_checkpoint, default_output
 
-    output = default_output(path)
+    # Hashed once, as `_converted` does: for the cache name and the metadata.
+    digests = registry.file_digests(checkpoint_file(path, []))
+    output = default_output(path, digests)
     if output.is_file():
         return output
-    return pathlib.Path(convert_checkpoint(path, output).output)
+    return pathlib.Path(convert_checkpoint(path, output, digests=digests).output)
 
 
 def release_source(name, fmt=None, *, progress=True):

@@ -87,11 +87,13 @@ def _stem(src, file):
     return pathlib.Path(src).name.split(".")[0] or file.stem
 
 
-def default_output(src):
+def default_output(src, digests=None):
     """Where `convert_checkpoint(src)` writes: `<cache>/<checkpoint name>-<sha256[:8]>.weights.h5`.
 
     The digest is the checkpoint file's (a directory's newest file), so the
-    same checkpoint always maps to the same cached output.
+    same checkpoint always maps to the same cached output. `digests`
+    (`registry.file_digests` of that file) saves reading it when the caller
+    has them, as `caffe.convert.default_output`.
 
     Example:
 
@@ -105,10 +107,12 @@ def default_output(src):
     from alexnet_keras.cuda_convnet.checkpoint_io import checkpoint_file
 
     file = pathlib.Path(checkpoint_file(src, []))
-    return _output(None, registry.file_digests(file)["sha256"], _stem(src, file))
+    digests = digests or registry.file_digests(file)
+    return _output(None, digests["sha256"], _stem(src, file))
 
 
-def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None):
+def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None,
+                       digests=None):  # fmt: skip
     """Converts a cuda-convnet checkpoint to a Keras weights file.
 
     Args:
@@ -119,6 +123,8 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
         meta: `batches.meta` (mean image and label names).
         layers_cfg, params_cfg: the net's cfg files. Needed for any net that
             is not layers-145-shaped; checked against the checkpoint if given.
+        digests: `registry.file_digests` of the checkpoint file, if the
+            caller has them (`default_output` took them); else read here.
 
     Returns:
         A `ConvnetReport`; it carries what `converters.verify` needs.
@@ -145,7 +151,7 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
     stem = _stem(src, file)
     from alexnet_keras import registry
 
-    digests = registry.file_digests(file)
+    digests = digests or registry.file_digests(file)
     digest = digests["sha256"]
     source = {"path": str(file.resolve()), "format": "cuda-convnet", **digests,
               "epoch": ckpt.epoch, "batchnum": ckpt.batchnum, "release": None,
