@@ -341,17 +341,49 @@ def cuda_convnet_forward(
     return acts["fc1000"]
 
 
-def cc_pool(x, pool, size_x, stride, start, outputs):
-    """cuda-convnet max/avg pooling: windows clipped at the border; avg divides by the clipped
-    window's pixel count (`kLocalPool`'s regionSize)."""
-    c, h, _ = x.shape
-    res = np.empty((c, outputs, outputs))
+def _pool_windows(h, size_x, stride, start, outputs):
+    """`(i, j, rows, cols)` of each output: the window from `start + i*stride`, clipped."""
     for i in range(outputs):
         for j in range(outputs):
             y0, x0 = start + i * stride, start + j * stride
-            win = x[:, max(y0, 0) : min(y0 + size_x, h), max(x0, 0) : min(x0 + size_x, h)]
-            res[:, i, j] = win.max(axis=(1, 2)) if pool == "max" else win.mean(axis=(1, 2))
+            rows = slice(max(y0, 0), min(y0 + size_x, h))
+            cols = slice(max(x0, 0), min(x0 + size_x, h))
+            yield i, j, rows, cols
+
+
+def _avg_divisor(size_x, rows, cols, divisor):
+    # 2011 (r331-r333): `AvgPooler(_sizeX*_sizeX)` and `a/_num` in conv_util.cuh: always sizeX^2.
+    # 2012 (r556+, CHM): `AvgPooler()` gets the region size: the pixels inside the image.
+    if divisor == "window":
+        return size_x * size_x
+    return (rows.stop - rows.start) * (cols.stop - cols.start)
+
+
+def cc_pool(x, pool, size_x, stride, start, outputs, divisor="clipped"):
+    """cuda-convnet max/avg pooling: windows clipped at the border; avg divides by the clipped
+    window's pixel count (`divisor="clipped"`, 2012) or by sizeX^2 (`"window"`, 2011)."""
+    c, h, _ = x.shape
+    res = np.empty((c, outputs, outputs))
+    for i, j, rows, cols in _pool_windows(h, size_x, stride, start, outputs):
+        win = x[:, rows, cols]
+        if pool == "max":
+            res[:, i, j] = win.max(axis=(1, 2))
+        else:
+            res[:, i, j] = win.sum(axis=(1, 2)) / _avg_divisor(size_x, rows, cols, divisor)
     return res
+
+
+def cc_avg_pool_backward(grad, h, size_x, stride, start, divisor="clipped"):
+    """The input gradient of cuda-convnet's average pool (`convLocalAvgUndo`): each output's
+    gradient spread evenly over its window's pixels, divided as the forward divides
+    (2011: `subsX*subsX`, `conv_util.cu` l.409, 419; 2012: the clipped area)."""
+    c, outputs, _ = grad.shape
+    out = np.zeros((c, h, h))
+    for i, j, rows, cols in _pool_windows(h, size_x, stride, start, outputs):
+        out[:, rows, cols] += (grad[:, i, j] / _avg_divisor(size_x, rows, cols, divisor))[
+            :, None, None
+        ]
+    return out
 
 
 _NEURONS = {
@@ -387,8 +419,9 @@ def cuda_convnet_net_forward(net, image, layers, config):
             w = layers[layer.name]
             out = cc_fc(ins, w["weights"], w["biases"])
         elif kind == "pool":
+            divisor = "window" if net.semantics == "2011" else "clipped"
             out = cc_pool(ins[0], p["pool"], p["sizeX"], p["stride"], p["start"],
-                          layer.output_shape[1])  # fmt: skip
+                          layer.output_shape[1], divisor)  # fmt: skip
         elif kind == "cmrnorm":
             c = config["layers"][layer.name]
             out = cc_cmrnorm(ins[0], p["size"], c["scale"], c["pow"], c["minDiv"])

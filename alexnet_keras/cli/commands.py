@@ -39,6 +39,14 @@ def summary(variant, input_size, classes):
     click.echo(layer_table(variant=variant, input_size=input_size, classes=classes))
 
 
+def semantics_option(fn):
+    """`--convnet-semantics 2011|2012` of the commands that read a cfg net."""
+    from alexnet_keras.cuda_convnet.era import HELP, SEMANTICS
+
+    return click.option("--convnet-semantics", type=click.Choice(SEMANTICS), default=None,
+                        help=HELP)(fn)  # fmt: skip
+
+
 @cli.command()
 @click.argument("src")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Where to write.")
@@ -110,10 +118,11 @@ def summary(variant, input_size, classes):
     default=None,
     help="cuda-convnet: the layer parameter file (layer-params-145.cfg).",
 )
+@semantics_option
 @offline_option
 @user_errors
 def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to, class_names,
-            meta, layers_cfg, params_cfg):  # fmt: skip
+            meta, layers_cfg, params_cfg, convnet_semantics):  # fmt: skip
     """Convert a legacy AlexNet release to Keras weights.
 
     SRC is bvlc_alexnet.npy (either flavour), a .caffemodel (bvlc_alexnet,
@@ -133,7 +142,7 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
     report = convert_release(src, output, fmt=fmt, variant=variant, prototxt=prototxt, to=to,
                              class_names=class_names, meta=meta, layers_cfg=layers_cfg,
                              params_cfg=params_cfg, verify_images=verify_images,
-                             verify_count=verify_count)  # fmt: skip
+                             verify_count=verify_count, semantics=convnet_semantics)  # fmt: skip
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo(str(report))
@@ -280,8 +289,9 @@ def chm():
     default=None,
     help="The input side; default: 224 for the ImageNet nets, 32 for CIFAR.",
 )
+@semantics_option
 @user_errors
-def chm_summary(layers, params, image_size):
+def chm_summary(layers, params, image_size, convnet_semantics):
     """Print a cfg net's layer table and, with PARAMS, its training config.
 
     LAYERS is a layer definition file (layers-145.cfg), PARAMS its layer
@@ -292,5 +302,5 @@ def chm_summary(layers, params, image_size):
     from alexnet_keras.cuda_convnet.cfg_net import read_net
     from alexnet_keras.cuda_convnet.cfg_summary import summary
 
-    net = read_net(layers, params, image_size=image_size)
+    net = read_net(layers, params, image_size=image_size, semantics=convnet_semantics)
     click.echo(summary(net, net.config))

@@ -65,7 +65,7 @@ def _training_options(command):
     from alexnet_keras.training.config import OPTIONS, defaults
 
     values = defaults(command)
-    options = [_training_option(command, key, kind, text, values[key])
+    options = [_training_option(command, key, kind, text, values.get(key))
                for key, (kind, text) in OPTIONS.items()]  # fmt: skip
     options.append(click.option("--config", "config_path", type=click.Path(),
                                 help="A YAML config."))  # fmt: skip

@@ -73,6 +73,7 @@ def convert(
     verify_images=None,
     verify_count=8,
     progress=True,
+    semantics=None,
 ):
     """Converts a legacy AlexNet release to a Keras weights file (or a caffe-tensorflow `.npy`).
 
@@ -92,6 +93,8 @@ def convert(
             with the source's numpy reference on `verify_count` of them.
         verify_count: how many images to verify on.
         progress: draw a download progress line on stderr.
+        semantics: cuda-convnet only: `"2011"` or `"2012"`, the era of the
+            code that trained the checkpoint; default: decided from the def file.
 
     Returns:
         A `ConvertReport`; its `failure` is set if verification failed.
@@ -112,12 +115,15 @@ def convert(
     if fmt == "cuda-convnet" or (fmt == "auto" and os.path.isdir(src)):
         if prototxt or to != "keras" or variant or class_names:
             raise ValueError(
-                "a cuda-convnet checkpoint takes -o, --meta, --layers, --params and "
-                "--verify-images only"
+                "a cuda-convnet checkpoint takes -o, --meta, --layers, --params, "
+                "--convnet-semantics and --verify-images only"
             )
-        return _checkpoint(src, output, meta, layers_cfg, params_cfg, verify_images, verify_count)
-    if meta or layers_cfg or params_cfg:
-        raise ValueError("--meta, --layers and --params are for --format cuda-convnet")
+        return _checkpoint(src, output, meta, (layers_cfg, params_cfg, semantics), verify_images,
+                           verify_count)  # fmt: skip
+    if meta or layers_cfg or params_cfg or semantics:
+        raise ValueError(
+            "--meta, --layers, --params and --convnet-semantics are for --format cuda-convnet"
+        )
     if not os.path.exists(src) and src in registry.release_names():
         cached = registry.converted_path(src)
         if cached is not None and not (output or verify_images or to != "keras"):
@@ -141,8 +147,12 @@ def convert(
     )
 
 
-def _checkpoint(src, output, meta, layers_cfg, params_cfg, verify_images, verify_count):
-    """A cuda-convnet checkpoint: convert, then verify against numpy cuda-convnet."""
+def _checkpoint(src, output, meta, cfg, verify_images, verify_count):
+    """A cuda-convnet checkpoint: convert, then verify against numpy cuda-convnet.
+
+    `cfg` is `(layers_cfg, params_cfg, semantics)`.
+    """
+    layers_cfg, params_cfg, semantics = cfg
     if verify_images is not None:
         if layers_cfg is None:
             raise ValueError(
@@ -153,7 +163,7 @@ def _checkpoint(src, output, meta, layers_cfg, params_cfg, verify_images, verify
     from alexnet_keras.cuda_convnet.convert import convert_checkpoint
 
     report = convert_checkpoint(
-        src, output, meta=meta, layers_cfg=layers_cfg, params_cfg=params_cfg
+        src, output, meta=meta, layers_cfg=layers_cfg, params_cfg=params_cfg, semantics=semantics
     )
     checked = None
     if verify_images is not None:

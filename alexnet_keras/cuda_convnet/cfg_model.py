@@ -7,8 +7,9 @@ detached neurons are their own `<name>_neuron` layers, and a layer with
 several inputs is a `Concatenate` (`<name>_inputs`) feeding one layer whose
 weight stacks the per-input matrices in `inputs=` order. Images are NHWC;
 sizes follow cuda-convnet (ceil mode, implicit bottom/right zeros; pools
-clip their windows). The softmax fed to the `cost.logreg` layer is the
-output.
+clip their windows, and an average divides by the full or the clipped window
+as the net's era says, `net.semantics`). The softmax fed to the
+`cost.logreg` layer is the output.
 
 Semantics that differ from stock Keras are in `convnet_layers` (pooling,
 neurons, non-inverted `hs` dropout). Norm constants come from the
@@ -82,7 +83,7 @@ def _norm_constants(net, layer):
 def _pool(net, layer, x):
     p = layer.params
     return ConvnetPool2D(p["pool"], p["sizeX"], p["stride"], p["start"], layer.output_shape[1],
-                         name=layer.name)(x)  # fmt: skip
+                         divisor=net.pool_divisor, name=layer.name)(x)  # fmt: skip
 
 
 def _fc(net, layer, xs):

@@ -21,6 +21,7 @@ import pathlib
 from alexnet_keras.cuda_convnet import cfg_rules as rules
 from alexnet_keras.cuda_convnet.cfg_params import read_training_config
 from alexnet_keras.cuda_convnet.cfg_text import CfgText, Where, read_cfg
+from alexnet_keras.cuda_convnet.era import decide as decide_era
 
 __all__ = ["ChmNet", "Layer", "parse_cfg", "read_net", "training_config"]
 
@@ -71,6 +72,8 @@ class ChmNet:
         notes: how the image size was chosen and old syntax was read.
         texts: the def and params files' texts as parsed (None without a
             params file); a weights file stores them without reading again.
+        semantics: `"2011"` or `"2012"`, the cuda-convnet the net computes
+            with (`era.decide`): what an average pool divides by.
     """
 
     layers: tuple
@@ -80,6 +83,12 @@ class ChmNet:
     comments: tuple = ()
     notes: tuple = ()
     texts: tuple = ()
+    semantics: str = "2012"
+
+    @property
+    def pool_divisor(self):
+        """`ConvnetPool2D`'s `divisor` for this net's era."""
+        return "window" if self.semantics == "2011" else "clipped"
 
     @property
     def image_shape(self):
@@ -218,7 +227,8 @@ def _default_image_size(source, path, nodes):
     return 32, "image size 32 (CIFAR): no layers/ folder and no 11-pixel filters on the images"
 
 
-def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3):
+def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3,
+             semantics=None):  # fmt: skip
     """Reads a cuda-convnet layer definition file into a `ChmNet`.
 
     Args:
@@ -232,6 +242,10 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
             folder or a conv on the images has filters of 11 pixels or more
             (the ImageNet nets), else 32 (CIFAR-10). `net.notes` says which.
         image_channels: channels of the dataIdx=0 data layer.
+        semantics: `"2011"` or `"2012"`, the cuda-convnet era whose average
+            pool divisor the net uses; by default decided from the file
+            (`era.decide`: 2011 for cuda-convnet 1 syntax and r331-r333's
+            files, else 2012), and said in `net.notes`.
 
     Returns:
         A `ChmNet`.
@@ -255,11 +269,12 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
     cfg = read_cfg(layers_path, DEF_FILE)
     wheres = {name: Where(cfg.path, name, cfg.lines[name]) for name in cfg.sections}
     kinds = {name: _layer_type(raw, wheres[name]) for name, raw in cfg.sections.items()}
-    nodes, notes = {}, []
+    nodes, notes, old_syntax = {}, [], []
     for order, (name, raw) in enumerate(cfg.sections.items()):
         inputs, params = rules.layer_params(kinds[name], raw, wheres[name])
         if kinds[name] in ("rnorm", "cnorm") and "sizeX" in raw:
             notes.append(f"{name}: cuda-convnet 1 syntax, sizeX= read as size=")
+            old_syntax.append(name)
         nodes[name] = _Node(name, kinds[name], inputs, params, wheres[name], order)
     for node in nodes.values():
         for source in node.inputs:
@@ -293,7 +308,11 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
         params_cfg = read_cfg(params_path, PARAMS_FILE)
         config, texts = read_training_config(cfg, params_cfg, True), (cfg.text, params_cfg.text)
     comments = tuple(text for _, text in cfg.comments)
-    return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes), texts)
+    era, era_why = decide_era(cfg.text, old_syntax, semantics)
+    if any(x.type == "pool" and x.params["pool"] == "avg" for x in layers):
+        notes.append(era_why)  # only average pools tell the eras apart
+    return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes), texts,
+                  era)  # fmt: skip
 
 
 def training_config(layers_path, params_path, *, strict=True):

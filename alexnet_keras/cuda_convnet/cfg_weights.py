@@ -2,8 +2,9 @@
 
 The file is `model.save_weights` output plus a root attribute `alexnet_keras`
 with JSON metadata: `"model": "chm-cfg"`, the text and sha256 of the layer
-definition and parameter files, the class names, the mean image (CHW, as
-cuda-convnet's `batches.meta` holds it) and the provenance. `load_mirror`
+definition and parameter files, the cuda-convnet era the net computes with
+(`convnet_semantics`, `era.decide`), the class names, the mean image (CHW,
+as cuda-convnet's `batches.meta` holds it) and the provenance. `load_mirror`
 rebuilds the model from the file alone.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from alexnet_keras import limits
 from alexnet_keras.cuda_convnet.cfg_text import CfgText
+from alexnet_keras.cuda_convnet.era import SEMANTICS
 from alexnet_keras.weights import load_into, read_metadata, write_model_weights
 
 __all__ = ["is_mirror_file", "load_mirror", "save_mirror_weights"]
@@ -51,6 +53,7 @@ def save_mirror_weights(net, arrays, output, *, class_names=None, mean=None, sou
         "layers_cfg": _cfg_record(net.source, layers_text),
         "params_cfg": _cfg_record((net.config or {}).get("source"), params_text),
         "image_size": net.image_size,
+        "convnet_semantics": net.semantics,
         "class_names": None if class_names is None else list(class_names),
         "mean": None if mean is None else np.asarray(mean, np.float32).round(5).tolist(),
         "source": source,
@@ -110,6 +113,8 @@ def _check_meta(path, meta):
             mean = None
         if mean is None or mean.ndim > 3 or not np.isfinite(mean).all():
             raise _not_mirror(path, "`mean` must be null or nested lists of finite numbers")
+    if meta.get("convnet_semantics", "2012") not in SEMANTICS:
+        raise _not_mirror(path, f"`convnet_semantics` must be one of {', '.join(SEMANTICS)}")
     source = meta.get("source")
     if source is not None and not isinstance(source, (str, dict)):
         raise _not_mirror(path, "`source` must be null, a string or an object")
@@ -133,7 +138,9 @@ def load_mirror(path):
     meta = read_metadata(path, kind="any")
     texts = _check_meta(path, meta)
     # The stored texts are parsed as they are: no temporary files.
-    net = read_net(*texts, image_size=meta.get("image_size"))
+    # A file written before the key existed was computed with the clipped divisor (2012).
+    net = read_net(*texts, image_size=meta.get("image_size"),
+                   semantics=meta.get("convnet_semantics", "2012"))  # fmt: skip
     model = build_model(net)
     load_into(model, path, kind="any")
     return model, meta

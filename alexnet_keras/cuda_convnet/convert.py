@@ -112,7 +112,7 @@ def default_output(src, digests=None):
 
 
 def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_cfg=None,
-                       digests=None):  # fmt: skip
+                       digests=None, semantics=None):  # fmt: skip
     """Converts a cuda-convnet checkpoint to a Keras weights file.
 
     Args:
@@ -125,6 +125,8 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
             is not layers-145-shaped; checked against the checkpoint if given.
         digests: `registry.file_digests` of the checkpoint file, if the
             caller has them (`default_output` took them); else read here.
+        semantics: `"2011"` or `"2012"`: the cuda-convnet era the net was
+            trained with (`era.decide`); default: decided from `layers_cfg`.
 
     Returns:
         A `ConvnetReport`; it carries what `converters.verify` needs.
@@ -141,10 +143,11 @@ def convert_checkpoint(src, output=None, *, meta=None, layers_cfg=None, params_c
     if layers_cfg is not None:
         from alexnet_keras.cuda_convnet.cfg_net import read_net
 
-        net = read_net(layers_cfg, params_cfg)
+        net = read_net(layers_cfg, params_cfg, semantics=semantics)
         notes += cuda_convnet.check_against(ckpt, net) or []
-    elif params_cfg is not None:
-        raise ValueError("--params needs --layers (the layer definition file)")
+    elif params_cfg is not None or semantics is not None:
+        given = "--params" if params_cfg is not None else "--convnet-semantics"
+        raise ValueError(f"{given} needs --layers (the layer definition file)")
     batches = read_batches_meta(meta) if meta is not None else None
     layers = {name: cuda_convnet.layer_arrays(ckpt, name) if layer.get("weights") is not None
               else dict(layer) for name, layer in ckpt.layers.items()}  # fmt: skip

@@ -3,10 +3,15 @@
 `chm_model.build_model` needs three behaviours that no stock Keras layer has:
 
 - `ConvnetPool2D`: cuda-convnet pooling. The output count is given (ceil
-  mode), windows start at `start + i * stride` and are clipped at the image
-  border, and an average divides by the clipped window's pixel count
-  (`AvgPooler::output(sum, regionSize)` with `regionSize` the clipped area,
-  in `kLocalPool` of cuda-convnet's `conv_util.cuh`).
+  mode) and windows start at `start + i * stride`, clipped at the image
+  border. What an average divides by depends on the code's date
+  (`docs/formats.md` §1.3): cuda-convnet 1 as of SVN r331/r333 (2011)
+  divides by the full window area everywhere, clipped border windows
+  included (`AvgPooler(_sizeX*_sizeX)`, `src/layer.cu` l.476; `a/_num`,
+  `conv_util.cuh` l.50-65), in the forward and the backward pass; r556
+  (2012-07) and CHM's 2012 code divide by the clipped window's pixel count
+  (`AvgPooler()`, CHM `src/layer.cu` l.1307; cuda-convnet2
+  `conv_util.cuh` l.80-82). `divisor="window"` or `"clipped"` picks one.
 - `ConvnetNeuron`: cuda-convnet's neuron types (relu, ident, logistic,
   `tanh[a,b]` = a * tanh(b * x), abs).
 - `ConvnetDropout`: the `hs` layer, dropout that is not inverted: training
@@ -49,6 +54,11 @@ class ConvnetPool2D(keras.layers.Layer):
         start: where the first window starts (may be negative).
         outputs: outputs per side (`outputsX`, or
             `ceil((in - start - size) / stride) + 1`).
+        divisor: what an average divides by: `"clipped"`, the pixels of
+            the window inside the image (cuda-convnet from r556, 2012, and
+            CHM's code), or `"window"`, `size**2` everywhere (cuda-convnet
+            1 r331-r333, 2011: the CIFAR-10 nets of `example-layers/`).
+            Max pooling ignores it.
         **kwargs: base layer arguments.
 
     Example:
@@ -59,12 +69,23 @@ class ConvnetPool2D(keras.layers.Layer):
     >>> y = pool(np.arange(16, dtype="float32").reshape(1, 4, 4, 1))
     >>> float(y[0, 1, 1, 0])  # the clipped 2x2 window {10, 11, 14, 15}, divided by 4
     12.5
+    >>> pool = ConvnetPool2D("avg", size=3, stride=2, start=0, outputs=2, divisor="window")
+    >>> y = pool(np.arange(16, dtype="float32").reshape(1, 4, 4, 1))
+    >>> round(float(y[0, 1, 1, 0]), 4)  # the same window, divided by 9
+    5.5556
     """
 
-    def __init__(self, pool, size, stride, start=0, outputs=None, **kwargs):
+    DIVISORS = ("clipped", "window")
+
+    def __init__(self, pool, size, stride, start=0, outputs=None, divisor="clipped", **kwargs):
         super().__init__(**kwargs)
         if pool not in ("max", "avg"):
             raise ValueError(f"`pool` must be 'max' or 'avg'. Received: pool={pool!r}")
+        if divisor not in self.DIVISORS:
+            raise ValueError(
+                f"`divisor` must be one of {self.DIVISORS}. Received: divisor={divisor!r}"
+            )
+        self.divisor = divisor
         self.pool, self.size, self.stride = pool, int(size), int(stride)
         self.start = int(start)
         self.outputs = None if outputs is None else int(outputs)
@@ -99,8 +120,10 @@ class ConvnetPool2D(keras.layers.Layer):
               + self._extent, :]  # fmt: skip
         if self.pool == "max":
             return tf.nn.max_pool2d(x, self.size, self.stride, "VALID")
-        total = tf.nn.avg_pool2d(x, self.size, self.stride, "VALID") * float(self.size**2)
-        return total / tf.cast(self._area, total.dtype)
+        mean = tf.nn.avg_pool2d(x, self.size, self.stride, "VALID")  # zeros padded: sum / size**2
+        if self.divisor == "window":
+            return mean
+        return mean * float(self.size**2) / tf.cast(self._area, mean.dtype)
 
     def compute_output_shape(self, input_shape):
         m = self._outputs(input_shape[1])
@@ -109,7 +132,7 @@ class ConvnetPool2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(pool=self.pool, size=self.size, stride=self.stride, start=self.start,
-                      outputs=self.outputs)  # fmt: skip
+                      outputs=self.outputs, divisor=self.divisor)  # fmt: skip
         return config
 
 

@@ -12,7 +12,9 @@ agreement between the two is evidence that the conversion is right.
 - conv: `1 + ceil((2p + size - fs) / stride)` modules; a pixel outside the
   image reads 0 (`filter_acts.cu`'s bounds test); groups split the channels.
 - pool: `outputsX` windows from `start + i*stride`, clipped at the border;
-  the average divides by the clipped window's pixel count.
+  the average divides by the clipped window's pixel count (2012: CHM's
+  `AvgPooler()`), or by `sizeX**2` whatever the clipping (2011: r331-r333's
+  `AvgPooler(_sizeX*_sizeX)` returning `a/_num`), as `net.semantics` says.
 - cmrnorm: `x * (minDiv + scale/size * sum_{f-size//2 ...} x^2) ** -pow` over
   the layer's own channels (one GPU half); rnorm: `1 + scale/size**2 * sum`
   over a clipped `size x size` window starting at `-size//2`.
@@ -52,7 +54,7 @@ def _conv(inputs, weights, bias, fs, stride, pad, groups):
     return out + bias.reshape(-1, 1, 1, 1)
 
 
-def _pool(x, kind, size, stride, start, outputs):
+def _pool(x, kind, size, stride, start, outputs, full_window=False):
     h = x.shape[1]
     out = np.empty((x.shape[0], outputs, outputs, x.shape[3]))
     for i in range(outputs):
@@ -60,7 +62,11 @@ def _pool(x, kind, size, stride, start, outputs):
         for j in range(outputs):
             x0, x1 = max(start + j * stride, 0), min(start + j * stride + size, h)
             window = x[:, y0:y1, x0:x1]
-            out[:, i, j] = window.max(axis=(1, 2)) if kind == "max" else window.mean(axis=(1, 2))
+            if kind == "max":
+                out[:, i, j] = window.max(axis=(1, 2))
+            else:
+                area = size * size if full_window else (y1 - y0) * (x1 - x0)
+                out[:, i, j] = window.sum(axis=(1, 2)) / area
     return out
 
 
@@ -153,7 +159,7 @@ def forward(net, images, layers):
             out = out + np.asarray(arrays["biases"], np.float64).reshape(1, -1)
         elif kind == "pool":
             out = _pool(ins[0], p["pool"], p["sizeX"], p["stride"], p["start"],
-                        layer.output_shape[1])  # fmt: skip
+                        layer.output_shape[1], net.semantics == "2011")  # fmt: skip
         elif kind == "cmrnorm":
             c = config[layer.name]
             out = _cmrnorm(ins[0], p["size"], c["scale"], c["pow"], c["minDiv"])

@@ -26,12 +26,14 @@ import pathlib
 import re
 import types
 
+from alexnet_keras.cuda_convnet.era import HELP as SEMANTICS_HELP
 from alexnet_keras.training import config_file
+from alexnet_keras.training.cfg_run import CHM_DEFAULTS, chm_defaults
 from alexnet_keras.training.config_checks import check_value, shown_value
 from alexnet_keras.variants import WEIGHTED_LAYERS, check_input_size
 
-__all__ = ["COMMAND_DEFAULTS", "EVAL_IMAGES", "MUTABLE", "OPTIONS", "TrainConfig", "check_resume",
-           "defaults", "resolve", "run_id"]  # fmt: skip
+__all__ = ["CHM_DEFAULTS", "COMMAND_DEFAULTS", "EVAL_IMAGES", "MUTABLE", "OPTIONS", "TrainConfig",
+           "check_resume", "defaults", "resolve", "run_id"]  # fmt: skip
 
 CHOICES = {
     "schedule": ("step", "plateau", "cosine", "constant"),
@@ -41,6 +43,7 @@ CHOICES = {
     "variant": (None, "bvlc", "caffenet", "chm2012"),
     "trainable_from": (None, *WEIGHTED_LAYERS),
     "command": ("finetune", "train"),
+    "convnet_semantics": (None, "2011", "2012"),
 }
 
 
@@ -105,6 +108,7 @@ class TrainConfig:
     milestones: tuple = ()
     chm_layers: str | None = None
     chm_params: str | None = None
+    convnet_semantics: str | None = None
     command: str = "finetune"
     # The parsed cfg pair of a cfg run (`cuda_convnet.cfg_net.read_net`); not saved.
     chm_net: object = dataclasses.field(default=None, compare=False, repr=False)
@@ -128,11 +132,18 @@ class TrainConfig:
                 out[field.name] = getattr(self, field.name)
         out["milestones"] = list(self.milestones)
         out["lr_mults"] = None if self.lr_mults is None else dict(self.lr_mults)
+        for key in _WHEN_SET:
+            if out[key] is None:
+                del out[key]
         return out
 
 
 _FIELDS = {f.name: f.type for f in dataclasses.fields(TrainConfig) if f.name != "chm_net"}
-_COMMON = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name != "chm_net"}
+# Keys that `defaults` and `config.yaml` hold only when set: a run without them keeps the
+# file and run id it had before they existed.
+_WHEN_SET = ("convnet_semantics",)
+_COMMON = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+           if f.name != "chm_net" and f.name not in _WHEN_SET}  # fmt: skip
 _COMMON.update(lr_mults={}, milestones=[])
 
 COMMAND_DEFAULTS = {
@@ -144,21 +155,6 @@ COMMAND_DEFAULTS = {
     "train": {"weights": None, "epochs": 90, "batch_size": 128, "lr": 0.01,
               "schedule": "plateau", "plateau_patience": 1},
 }  # fmt: skip
-
-# A cfg run (--chm-layers/--chm-params) takes these from the params file and
-# cuda-convnet's CIFAR provider; `lr` becomes a factor on the file's epsW/epsB.
-CHM_DEFAULTS = {
-    "lr": 1.0,
-    "weight_decay": 0.0,
-    "batch_size": 128,
-    "pca_std": 0.0,
-    "epochs": 30,
-}
-CHM_NOT_APPLICABLE = (
-    "weights", "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
-    "head_lr_mult", "lr_mults", "freeze_backbone", "trainable_from", "cache_features",
-    "feature_layer", "cache_flip", "ten_crop", "pca_std", "mixed_precision"
-)  # fmt: skip
 
 # The command-line options of `finetune` and `train`, in --help order: config key ->
 # (kind, help). The option is `--key-with-dashes`; its default is the command's own
@@ -207,8 +203,9 @@ OPTIONS = {
     "log_every": (int, "Steps between progress lines."),
     "chm_layers": (str, "A CHM layers-*.cfg to train instead of AlexNet."),
     "chm_params": (str, "Its layer-params-*.cfg (lrs, momentum, decay)."),
+    "convnet_semantics": ("choice", SEMANTICS_HELP),
 }  # fmt: skip
-TRAIN_ONLY = ("chm_layers", "chm_params")
+TRAIN_ONLY = ("chm_layers", "chm_params", "convnet_semantics")
 
 # Images of a default validation pass (`--eval-steps` unset). AlexNet evaluates 10 to 30
 # images/s on 2 CPU cores, so a pass takes one to three minutes, next to a CIFAR-10
@@ -294,7 +291,7 @@ def resolve(command, overrides, config_path=None):
     loaded = {}
     if config_path is not None:
         loaded = config_file.load(config_path)
-        unknown = sorted(set(loaded) - set(config))
+        unknown = sorted(set(loaded) - set(config) - set(_WHEN_SET))
         if unknown:
             raise ValueError(f"{config_path}: unknown keys {', '.join(unknown)}")
         loaded = {k: v for k, v in loaded.items() if k != "command"}
@@ -304,8 +301,10 @@ def resolve(command, overrides, config_path=None):
     given = {**loaded, **given}
     net = None
     if given.get("chm_layers") or given.get("chm_params"):
-        cfg_defaults, net = _chm_defaults(command, given)
+        cfg_defaults, net = chm_defaults(command, given)
         config.update(cfg_defaults)
+    elif given.get("convnet_semantics"):
+        raise ValueError("--convnet-semantics: only for a --chm-layers run (a cfg net)")
     config.update(given)
     config["dataset"] = _normal_dataset(config["dataset"])
     if isinstance(config["weights"], str) and config["weights"].lower() == "none":
@@ -348,35 +347,6 @@ def run_id(config):
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def _chm_defaults(command, given):
-    """A cfg run's defaults (`CHM_DEFAULTS`, then what the params file states) and its `ChmNet`."""
-    from alexnet_keras.cuda_convnet.cfg_net import read_net
-    from alexnet_keras.cuda_convnet.update_rule import recipe
-
-    if command != "train":
-        raise ValueError("--chm-layers/--chm-params train a cfg net from scratch: use `train`")
-    if not (given.get("chm_layers") and given.get("chm_params")):
-        raise ValueError("--chm-layers and --chm-params go together (layers-*.cfg and its "
-                         "layer-params-*.cfg)")  # fmt: skip
-    clash = [k for k in CHM_NOT_APPLICABLE if given.get(k) not in (None, False, {}, [])]
-    if clash:
-        shown = ", ".join("--" + k.replace("_", "-") for k in clash)
-        raise ValueError(
-            f"{shown}: not for a --chm-layers run (the cfg files set the net, its rates and "
-            "decay; the data is cuda-convnet's float32 CIFAR provider)"
-        )
-    for key in ("chm_layers", "chm_params"):
-        if not pathlib.Path(given[key]).is_file():
-            raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
-    net = read_net(given["chm_layers"], given["chm_params"])
-    r = recipe(net)
-    out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],
-               milestones=r["milestones"], schedule=r["schedule"])  # fmt: skip
-    if r["epochs"]:
-        out["epochs"] = r["epochs"]
-    return out, net
-
-
 def check_resume(saved, config, model_dir):
     """Raises if `config` differs from the run in `model_dir` in a key that must not change.
 
@@ -388,6 +358,8 @@ def check_resume(saved, config, model_dir):
     current = config.as_dict()
     # A run saved before specs were normalised (`folder:x/`) is the same run.
     saved = {**saved, "dataset": _normal_dataset(saved.get("dataset"))}
+    if saved.get("chm_layers") and "convnet_semantics" not in saved:
+        saved["convnet_semantics"] = "2012"  # a cfg run saved before eras: the clipped divisor
     differ = [
         f"{key}: {shown_value(saved.get(key))} -> {shown_value(current.get(key))}"
         for key in sorted(set(saved) | set(current))

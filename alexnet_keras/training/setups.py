@@ -338,7 +338,8 @@ def cfg_setup(config, strategy, splits, info):
     from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
     from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
 
-    net = config.chm_net or read_net(config.chm_layers, config.chm_params)
+    net = config.chm_net or read_net(config.chm_layers, config.chm_params,
+                                     semantics=config.convnet_semantics)  # fmt: skip
     with strategy.scope():
         model, full = update_rule.build(net, len(info.class_names), config.seed)
     c, size, _ = net.image_shape

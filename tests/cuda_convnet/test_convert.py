@@ -127,7 +127,7 @@ def test_a_hostile_checkpoint_exits_2_and_nothing_runs(tmp_path):
 
 def test_options_for_other_formats_are_refused(tmp_path):
     result = _convert(tmp_path, "--format", "cuda-convnet", "--to", "npy")
-    assert result.exit_code == 2 and "--params and --verify-images only" in result.output
+    assert result.exit_code == 2 and "--convnet-semantics and --verify-images only" in result.output
     (tmp_path / "a.npy").write_bytes(b"x")
     result = _convert(tmp_path / "a.npy", "--meta", "m")
     assert result.exit_code == 2 and "are for --format cuda-convnet" in result.output
