@@ -16,6 +16,12 @@ with several inputs gets per-input factors over the kernel's input axis.
 
 Weights start as cuda-convnet's `initW * randn` (biases `initB`, default 0).
 
+CHM's `schedW`/`schedB` schedules (`lr_schedule`, from the release's
+`src/lr.cu`) make `eps` a function of training progress, and with noise
+the gradient step and the decay step each draw their own rate
+(`src/weights.cu` l.146-197); `rate_schedule` gives the trainer those
+per-step multipliers.
+
 The params files of the CIFAR nets state manual learning-rate drops in
 comments ("Reduce all learning rates by factor of 10 after 120 epochs. Then
 another factor of 10 after 10 more epochs."); `recipe` reads them into
@@ -232,7 +238,8 @@ def rate_schedule(model, net, seed):
     Returns:
         None when every layer has the default (constant) schedule, else the
         per-step multipliers of each variable's rate, with `notes`: one
-        line per distinct `(schedW, schedB)` pair naming its layers.
+        line per distinct `(schedW, schedB)` pair naming its layers, and
+        the params file's notes on schedules written in older forms.
 
     Example:
 
@@ -262,6 +269,7 @@ def rate_schedule(model, net, seed):
     notes = tuple(
         f"lr schedules: {', '.join(dict.fromkeys(names))}: weights {w}, biases {b}"
         for (w, b), names in used.items()
-    )
+    )  # then how the file's older forms were read, naming their lines
+    notes += tuple(n for n in net.config["notes"] if re.match(r"[^:]+: sched[WB]?=", n))
     rates = RateSchedule(variables, seed, notes)
     return None if rates.is_constant() else rates

@@ -216,6 +216,18 @@ def test_the_cli_refuses_a_bad_schedule_in_one_line(tmp_path):
     assert "layer-params-tiny.cfg:8: layer 'fc10' schedW= names no schedule type" in line
 
 
+def test_the_run_notes_name_each_layers_schedule_and_the_old_forms_lines():
+    require(RELEASE)
+    cifar = RELEASE / "layers-cifar"
+    net = read_net(cifar / "layers-18pct.cfg", cifar / "layer-params-18pct-noisylr.cfg")
+    model, _ = update_rule.build(net, 10, 0)
+    notes = update_rule.rate_schedule(model, net, seed=0).notes
+    assert notes[0] == ("lr schedules: conv1, conv2, conv3, fc10: weights "
+                        "linear[tgtFactor=1,noiseStdev=1], biases default")  # fmt: skip
+    assert notes[1].startswith("layer-params-18pct-noisylr.cfg: schedW=linear[1,1] in conv1 (l.12)")
+    assert len(notes) == 2
+
+
 def test_default_schedules_give_no_rate_schedule(tmp_path):
     """A default file takes the trainer's step of before the schedules (`rates` is None)."""
     require(RELEASE)
