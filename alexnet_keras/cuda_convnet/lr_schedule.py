@@ -1,12 +1,12 @@
 """CHM's learning-rate schedules (`schedW=`/`schedB=`): parsed, and the rate factor per step.
 
 Read from the CHM release (the AlexNet source released through the Computer
-History Museum), not copied:
+History Museum; GitHub mirror yrmo/AlexNet-Source-Code), not copied:
 
 - `src/lr.cu` l.12-33 (`LearningRateSchedule::make`): the types `default`,
   `linear`, `exp`, `dexp` (DiscreteExp) and `jdexp` (JumpyDiscreteExp), each
   with `tgtFactor` and `noiseStdev`, the last two with `numSteps`. `TanhLRS`
-  (l.113-125) exists but `make` never builds it. `include/lr.cuh` l.14-20:
+  (l.114-125) exists but `make` never builds it. `include/lr.cuh` l.14-20:
   the rate falls from `epsW` ("base") to `epsW / tgtFactor`.
 - The formulas, with `p` the training progress in [0, 1]:
   linear (l.90-92) `base * (1 - p) + base / tgtFactor * p`; exp (l.99-107)
@@ -19,22 +19,23 @@ History Museum), not copied:
   of that interval's rate and the previous one's.
 - Noise (l.43-46, 52-67): with `noiseStdev > 0`, every `getRate` call
   multiplies the rate by `1 + |z| * noiseStdev`, `z` a fresh N(0, 1) draw
-  (Box-Muller on glibc `random()`). Each weight matrix (one per input of a
-  layer) and each bias vector has its own schedule (`src/layer.cu`
-  l.554, 565), and `Weights::update` (`src/weights.cu` l.146-197) calls
-  `getRate` once for the gradient step and once more for the `wc` decay
-  step: two independent draws per matrix per update. Here `z` comes from a
-  numpy Generator seeded by `(seed, step)` (`RateSchedule.draws`), so a
-  resumed run repeats it; the distribution is the same, the stream is not
-  glibc's.
+  (Box-Muller on glibc `random()`, with 3.1415 for pi). Each weight matrix
+  (one per input of a layer) and each bias vector has its own schedule
+  (`src/layer.cu` l.554, 565), and `Weights::update` (`src/weights.cu`
+  l.146-197) calls `getRate` once for the gradient step and once more for
+  the `wc` decay step: two independent draws per matrix per update. Here
+  `z` comes from a numpy Generator seeded by `(seed, step)`
+  (`RateSchedule.draws`), so a resumed run repeats it; the distribution is
+  the same, the stream is not glibc's.
 - Progress: `convnet.py` l.106-108 passes
   `min(1, max(0, (batches done - 1) / (epochs * batches per epoch)))`, the
   data batches finished before this one over the run's total, constant for
   the minibatches of one data batch. Here it is per minibatch: steps done
   before this one over the run's steps (`Trainer`).
 - Syntax: the release's `layer.py` (l.69-93, 1411-1415, read at l.739-740)
-  takes only named parameters, all of them, e.g.
-  `dexp[tgtFactor=250,noiseStdev=0,numSteps=4]`, under `schedW`/`schedB`.
+  takes only named parameters, all of them, in order (here in any order),
+  case-insensitive, e.g. `dexp[tgtFactor=250,noiseStdev=0,numSteps=4]`,
+  under `schedW`/`schedB`.
   Older files in the release use forms of earlier parsers, read here by
   a documented rule (`read`): positional values in the named order,
   `tgtFactor[,noiseStdev]` for linear/exp and
@@ -54,7 +55,7 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "LrSchedule", "RateSchedule", "read"]
+__all__ = ["KINDS", "LrSchedule", "Matrix", "RateSchedule", "read"]
 
 # Named parameters, in layer.py's order (l.1411-1415).
 KINDS = {
