@@ -51,9 +51,12 @@ History Museum; GitHub mirror yrmo/AlexNet-Source-Code), not copied:
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
+
+from alexnet_keras.limits import MAX_SCHEDULE_STEPS
 
 __all__ = ["KINDS", "LrSchedule", "Matrix", "RateSchedule", "read"]
 
@@ -111,8 +114,7 @@ class LrSchedule:
             return base * (1 - progress) + final * progress
         if self.kind == "exp":
             return _exp_rate(base, final, progress)
-        rates = [_exp_rate(base, final, i / (self.num_steps - 1))
-                 for i in range(self.num_steps - 1)] + [final]  # fmt: skip
+        rates = _discrete_rates(base, final, self.num_steps)
         n = len(rates)
         index = next((i for i in range(n) if progress <= (i + 1) / n), None)
         if self.kind == "dexp":
@@ -125,6 +127,12 @@ class LrSchedule:
         """`rate / base`, the multiplier on the layer's constant rate; 1 for a base <= 0
         (cuda-convnet does not update such weights, `src/weights.cu` l.148)."""
         return 1.0 if base <= 0 else self.rate(base, progress) / base
+
+
+@functools.lru_cache(maxsize=1024)
+def _discrete_rates(base, final, steps):
+    """DiscreteExpLRS's table: exp rates at `i / (steps - 1)`, then the final rate."""
+    return tuple(_exp_rate(base, final, i / (steps - 1)) for i in range(steps - 1)) + (final,)
 
 
 def _exp_rate(base, final, progress):
@@ -192,8 +200,8 @@ def _schedule(kind, values):
         raise ValueError(f"tgtFactor must be a positive number, not {tgt}")
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noiseStdev must be a number >= 0, not {noise}")
-    if isinstance(steps, float) or steps < 1:
-        raise ValueError(f"numSteps must be a whole number >= 1, not {steps}")
+    if isinstance(steps, float) or not 1 <= steps <= MAX_SCHEDULE_STEPS:
+        raise ValueError(f"numSteps must be a whole number in 1..{MAX_SCHEDULE_STEPS}, not {steps}")
     return LrSchedule(kind, float(tgt), float(noise), int(steps))
 
 

@@ -187,7 +187,9 @@ def test_the_noisylr_file_is_read_with_a_note_naming_file_and_lines():
     "line, message",
     [
         ("schedW=tanh[10,0]", "schedW= names no schedule type CHM builds"),
-        ("schedW=dexp[10,0,2.5]", "numSteps must be a whole number >= 1, not 2.5"),
+        ("schedW=dexp[10,0,2.5]", "numSteps must be a whole number in 1..1000, not 2.5"),
+        ("schedW=jdexp[10,0,1000000000]", "numSteps must be a whole number in 1..1000"),
+        ("schedW=exp[1e400]", "tgtFactor must be a positive number, not inf"),
         ("schedW=dexp[1,2,3,4]", "gives 4 value(s); dexp takes 2 or 3"),
         ("schedW=exp[tgtFactor=10]", "exp takes exactly tgtFactor, noiseStdev"),
         ("schedB=linear[0,1]", "schedB= tgtFactor must be a positive number, not 0"),
