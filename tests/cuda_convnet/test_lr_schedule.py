@@ -299,6 +299,7 @@ def test_a_scheduled_run_applies_each_matrix_its_rate(tmp_path, caplog):
     assert np.abs(plain_w - want_w).max() / np.abs(want_w - kernel).max() > 1e-2
 
 
+@pytest.mark.slow  # the draws' (seed, step) purity is checked fast above
 def test_a_resumed_noisy_run_repeats_the_noise(tmp_path):
     require(MINI)
     noisy = PARAMS.replace("momB=0.9\n", "momB=0.9\nschedW=linear[1,1]\n")
