@@ -27,6 +27,7 @@ __all__ = [
     "MAX_PICKLE_DEPTH",
     "MAX_PICKLE_OPS",
     "MAX_PROTOTXT_DEPTH",
+    "MAX_SCHEDULE_STEPS",
     "MAX_RESIZED_PIXELS",
     "MAX_STATE_BYTES",
     "MAX_TF_CONFIG_BYTES",
@@ -157,6 +158,9 @@ MAX_WALK_DEPTH = 32
 MAX_LABEL_FILE_BYTES = 64 << 20
 # Entries of an ILSVRC-2012 val folder or label file: the real set has 50,000.
 MAX_VAL_IMAGES = 1_000_000
+# `numSteps` of a CHM dexp/jdexp learning-rate schedule: the release's files
+# use at most 5; each step is a rate looked up for every weight matrix.
+MAX_SCHEDULE_STEPS = 1000
 
 # -- Training (configs, TF_CONFIG, checkpoints) --
 

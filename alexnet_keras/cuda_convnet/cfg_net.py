@@ -323,7 +323,8 @@ def training_config(layers_path, params_path, *, strict=True):
     layers (conv, local, fc, treefc) get `epsW`, `momW`, `wc`, `wball` (one
     per input; `wc`/`wball` default to zeros as in cuda-convnet), `epsB`,
     `momB`, and `schedW`/`schedB` as `{"name", "args", "kwargs", "text"}`
-    (default `"default"`). A required value the file lacks (`epsW`, `epsB`,
+    (default `"default"`; checked by `lr_schedule.read`, an older `sched=`
+    sets both). A required value the file lacks (`epsW`, `epsB`,
     `momW`, `momB`, a cost's `coeff`, `hs`'s `enable`, a norm's
     `scale`/`pow`) is None: the caller decides. Norm layers get `size`,
     `scale`, `pow`, `minDiv` (default 1.0; always 1.0 for rnorm/cnorm, whose
@@ -361,8 +362,9 @@ def training_config(layers_path, params_path, *, strict=True):
     Raises:
         ValueError: naming the file, line and layer: a value that is not a
             number, a per-input list whose length is not the layer's number
-            of inputs, and (if `strict`) a section for a layer the def file
-            lacks or a repeated section or key.
+            of inputs, a schedule CHM would not build, and (if `strict`) a
+            section for a layer the def file lacks or a repeated section or
+            key.
     """
     defs = read_cfg(layers_path, DEF_FILE)
     return read_training_config(defs, read_cfg(params_path, PARAMS_FILE, not strict), strict)

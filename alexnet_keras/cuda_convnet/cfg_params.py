@@ -9,6 +9,7 @@ defaults follow CHM `layer.py`'s `add_params` methods (`WeightLayerParser`,
 import re
 
 from alexnet_keras.cuda_convnet import cfg_rules as rules
+from alexnet_keras.cuda_convnet import lr_schedule
 from alexnet_keras.cuda_convnet.cfg_text import Where
 
 __all__ = ["parse_schedule", "read_training_config"]
@@ -16,6 +17,8 @@ __all__ = ["parse_schedule", "read_training_config"]
 _SCHEDULE = re.compile(r"\s*(\w+)\s*(?:\[([^\]]*)\])?\s*")
 _RESULT = re.compile(r"logprob:\s*([-+.\deE]+)\s*,\s*([-+.\deE]+)(?:\s*,\s*([-+.\deE]+))?")
 _EPOCH = re.compile(r"epoch\s+(\d+)\s*:\s*(.*)")
+_OLD_KEY = ("the release's layer.py never reads sched= (only schedW/schedB, l.739-740); read "
+            "as the older parsers did, for weights and biases")  # fmt: skip
 
 
 def _number(text):
@@ -79,14 +82,52 @@ class _Section:
         return values if per_input else values[0]
 
 
-def _weights(section):
+def _weights(section, old_forms):
     zeros = (0.0,) * len(section.inputs)
     entry = {key: section.get(key, per_input=True) for key in ("epsW", "momW")}
     entry.update({key: section.get(key) for key in ("epsB", "momB")})
     entry.update({key: section.get(key, per_input=True, default=zeros) for key in ("wc", "wball")})
-    for key in ("schedW", "schedB"):
-        entry[key] = parse_schedule(section.raw.get(key, "default"), section.where, key)
+    entry.update(_schedules(section, old_forms))
     return entry
+
+
+def _schedules(section, old_forms):
+    """`schedW`/`schedB`, checked by `lr_schedule.read`; `sched=` (older parsers) sets both.
+
+    `old_forms` collects `{(key, text, note): [(layer, line)]}` for the notes.
+    """
+    raw, where = section.raw, section.where
+    both = raw.get("sched")
+    if both is not None and ("schedW" in raw or "schedB" in raw):
+        where.fail("has sched= (an older parser's key for both schedules) beside "
+                   "schedW=/schedB=", f"sched={both}", "sched")  # fmt: skip
+    out = {}
+    for key in ("schedW", "schedB"):
+        written = key if both is None else "sched"
+        text = raw.get(written, "default")
+        parsed = parse_schedule(text, where, written)
+        try:
+            _, note = lr_schedule.read(parsed)
+        except ValueError as e:
+            where.fail(f"{written}= {e}", f"{written}={text}", written)
+        out[key] = parsed
+        if written == "sched":
+            if key == "schedB":
+                continue  # one note for both
+            note = "; ".join(filter(None, (_OLD_KEY, note)))
+        if note:
+            line = where.lines.get(written, where.lines.get(None, 1))
+            old_forms.setdefault((written, parsed["text"], note), []).append((where.name, line))
+    return out
+
+
+def _form_notes(file_name, old_forms):
+    """One note per schedule written in an older parser's form, naming its layers and lines."""
+    out = []
+    for (key, text, note), where in old_forms.items():
+        shown = ", ".join(f"{layer} (l.{line})" for layer, line in where)
+        out.append(f"{file_name}: {key}={text} in {shown}: {note}")
+    return out
 
 
 def _norm(kind, section, definition, notes):
@@ -122,7 +163,7 @@ def read_training_config(defs, params, strict=True):
                 f"has a section, but {defs.path} defines no such layer", f"[{name}]"
             )
         notes.append(f"{params.path.name}: [{name}] ignored: {defs.path.name} has no such layer")
-    layers = {}
+    layers, old_forms = {}, {}
     for name, raw in defs.sections.items():
         kind, given = raw.get("type", ""), params.sections.get(name)
         takes = kind in rules.WEIGHT_TYPES + rules.NORM_TYPES + ("hs",) or kind.startswith("cost.")
@@ -135,7 +176,7 @@ def read_training_config(defs, params, strict=True):
         entry = {"type": kind}
         entry.update({key: rules.parse_value(text) for key, text in section.raw.items()})
         if kind in rules.WEIGHT_TYPES:
-            entry.update(_weights(section))
+            entry.update(_weights(section, old_forms))
         elif kind in rules.NORM_TYPES:
             entry.update(_norm(kind, section, definition, notes))
         elif kind.startswith("cost."):
@@ -148,6 +189,7 @@ def read_training_config(defs, params, strict=True):
         elif kind == "pool" and "doMax" in section.raw:
             entry["doMax"] = section.get("doMax", bool)
         layers[name] = entry
+    notes += _form_notes(params.path.name, old_forms)
     comments = [(line, text) for line, text in params.comments]
     first = min(lines[None] for lines in params.lines.values())
     results = []

@@ -16,6 +16,12 @@ with several inputs gets per-input factors over the kernel's input axis.
 
 Weights start as cuda-convnet's `initW * randn` (biases `initB`, default 0).
 
+CHM's `schedW`/`schedB` schedules (`lr_schedule`, from the release's
+`src/lr.cu`) make `eps` a function of training progress, and with noise
+the gradient step and the decay step each draw their own rate
+(`src/weights.cu` l.146-197); `rate_schedule` gives the trainer those
+per-step multipliers.
+
 The params files of the CIFAR nets state manual learning-rate drops in
 comments ("Reduce all learning rates by factor of 10 after 120 epochs. Then
 another factor of 10 after 10 more epochs."); `recipe` reads them into
@@ -28,7 +34,7 @@ import numpy as np
 
 from alexnet_keras.cuda_convnet.cfg_rules import BUILT_WEIGHT_TYPES
 
-__all__ = ["build", "gradient_factors", "init_weights", "recipe"]
+__all__ = ["build", "gradient_factors", "init_weights", "rate_schedule", "recipe"]
 
 _FIRST_DROP = re.compile(r"factor of ([\d.]+) after (\d+) epochs", re.I)
 _NEXT_DROP = re.compile(r"another factor of ([\d.]+) after (\d+) more epochs", re.I)
@@ -57,9 +63,10 @@ def recipe(net):
 
     Raises:
         ValueError: naming the file: weight layers with different momenta
-            (the trainer has one), non-default `schedW`/`schedB`, a nonzero
-            `wball`, or a missing `epsW`/`epsB`/`momW`/`momB`; a net read
-            without its params file.
+            (the trainer has one), a nonzero `wball`, or a missing
+            `epsW`/`epsB`/`momW`/`momB`; a net read without its params file.
+            (`schedW`/`schedB` are checked when the file is read, and
+            followed by `rate_schedule`.)
     """
     if net.config is None:
         raise ValueError(f"{net.source}: read without its layer-params file, which training needs")
@@ -69,12 +76,6 @@ def recipe(net):
         for key in ("epsW", "epsB", "momW", "momB"):
             if entry.get(key) is None:
                 raise ValueError(f"{source}: layer '{name}' has no {key}=, which training needs")
-        for key in ("schedW", "schedB"):
-            if entry[key]["name"] != "default":
-                raise ValueError(
-                    f"{source}: layer '{name}' has {key}={entry[key]['text']}; only the default "
-                    "(constant) schedule is supported: CHM's schedule code is not in the release"
-                )
         if any(entry["wball"]):
             raise ValueError(f"{source}: layer '{name}' has wball={entry['wball']}, not supported")
         momenta |= set(entry["momW"]) | {entry["momB"]}
@@ -193,20 +194,9 @@ def gradient_factors(model, net):
     Kernels: `(epsW * coeff, wc / coeff)`, per input when a layer's inputs
     differ; biases: `(epsB * coeff, 0)`. `coeff` is the logreg cost's.
     """
-    config = net.config["layers"]
-    costs = [e.get("coeff") for e in config.values() if e["type"].startswith("cost.")]
-    coeff = float(costs[0]) if costs and costs[0] is not None else 1.0
-    if coeff <= 0:
-        raise ValueError(f"{net.config['source']}: the cost's coeff must be positive")
-    out = []
-    for v in model.trainable_variables:
-        parts = v.path.split("/")
-        name = next((p for p in parts if p in config), None)
-        layer = net.layer(name) if name else None
-        if layer is None or layer.type not in BUILT_WEIGHT_TYPES:
-            raise ValueError(f"{net.source}: no cfg layer owns the variable {v.path}")
-        entry = config[name]
-        if parts[-1] == "bias":
+    coeff, out = _coeff(net), []
+    for v, layer, entry in _owners(model, net):
+        if v.path.split("/")[-1] == "bias":
             out.append((entry["epsB"] * coeff, 0.0))
             continue
         sizes, axis = _input_sizes(net, layer), 0 if layer.type == "fc" else 2
@@ -214,3 +204,72 @@ def gradient_factors(model, net):
         wc = _per_input(entry["wc"], sizes, v.shape, axis)
         out.append((eps * coeff, wc / coeff))
     return out
+
+
+def _coeff(net):
+    config = net.config["layers"]
+    costs = [e.get("coeff") for e in config.values() if e["type"].startswith("cost.")]
+    coeff = float(costs[0]) if costs and costs[0] is not None else 1.0
+    if coeff <= 0:
+        raise ValueError(f"{net.config['source']}: the cost's coeff must be positive")
+    return coeff
+
+
+def _owners(model, net):
+    """Per trainable variable of `model`: `(variable, cfg layer, params-file entry)`."""
+    config = net.config["layers"]
+    for v in model.trainable_variables:
+        parts = v.path.split("/")
+        name = next((p for p in parts if p in config), None)
+        layer = net.layer(name) if name else None
+        if layer is None or layer.type not in BUILT_WEIGHT_TYPES:
+            raise ValueError(f"{net.source}: no cfg layer owns the variable {v.path}")
+        yield v, layer, config[name]
+
+
+def rate_schedule(model, net, seed):
+    """The params file's `schedW`/`schedB` as a `lr_schedule.RateSchedule`, or None.
+
+    Args:
+        model: the model `build` made (its trainable variables, in order).
+        net: the `ChmNet`, read with its params file.
+        seed: the run's seed, for the schedules' noise.
+
+    Returns:
+        None when every layer has the default (constant) schedule, else the
+        per-step multipliers of each variable's rate, with `notes`: one
+        line per distinct `(schedW, schedB)` pair naming its layers, and
+        the params file's notes on schedules written in older forms.
+
+    Example:
+
+    >>> from alexnet_keras.cuda_convnet.cfg_net import read_net
+    >>> f = "../shared/data/chm-release/layers-cifar/"
+    >>> net = read_net(f + "layers-18pct.cfg", f + "layer-params-18pct-noisylr.cfg")
+    >>> model, _ = build(net, 10, 0)
+    >>> rates = rate_schedule(model, net, seed=0)
+    >>> rates.notes[0].split(": ")[1:]
+    ['conv1, conv2, conv3, fc10', 'weights linear[tgtFactor=1,noiseStdev=1], biases default']
+    """
+    from alexnet_keras.cuda_convnet.lr_schedule import Matrix, RateSchedule, read
+
+    variables, used = [], {}
+    for v, layer, entry in _owners(model, net):
+        w, b = read(entry["schedW"])[0], read(entry["schedB"])[0]
+        used.setdefault((w.text, b.text), []).append(layer.name)
+        if v.path.split("/")[-1] == "bias":
+            variables.append(([Matrix(b, entry["epsB"])], ()))
+            continue
+        sizes, axis = _input_sizes(net, layer), 0 if layer.type == "fc" else 2
+        shape = [1] * len(v.shape)
+        shape[axis] = v.shape[axis]
+        shape = () if len(sizes) == 1 else tuple(shape)
+        matrices = [Matrix(w, eps, n) for eps, n in zip(entry["epsW"], sizes, strict=True)]
+        variables.append((matrices, shape))
+    notes = tuple(
+        f"lr schedules: {', '.join(dict.fromkeys(names))}: weights {w}, biases {b}"
+        for (w, b), names in used.items()
+    )  # then how the file's older forms were read, naming their lines
+    notes += tuple(n for n in net.config["notes"] if re.match(r"[^:]+: sched[WB]?=", n))
+    rates = RateSchedule(variables, seed, notes)
+    return None if rates.is_constant() else rates

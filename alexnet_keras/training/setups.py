@@ -35,6 +35,11 @@ class Setup:
         notes: lines the driver logs before training.
         eval_images: the images `make_eval` yields, if known (the validation
             progress line's total).
+        rate_schedule: None, or `rate_schedule(progress, step)` -> per
+            trainable variable a float32 array `(2, *shape)`: multipliers of
+            its gradient step and its decay step at training progress
+            `progress` (steps done / the run's steps) for step `step`, a
+            pure function of both (`lr_schedule.RateSchedule`).
     """
 
     model: object
@@ -45,6 +50,7 @@ class Setup:
     save_weights: Callable | None = None
     notes: tuple = ()
     eval_images: int | None = None
+    rate_schedule: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -352,6 +358,8 @@ def cfg_setup(config, strategy, splits, info):
                      f"{config.epochs} epochs")  # fmt: skip
     notes.append(f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean "
                  f"of {provider.num_train} training images, no crop, no flip")  # fmt: skip
+    rates = update_rule.rate_schedule(model, net, config.seed)
+    notes.extend(rates.notes if rates else ())
 
     def save_weights(path, source):
         arrays = {layer.name: full.get_layer(layer.name).get_weights()
@@ -364,4 +372,5 @@ def cfg_setup(config, strategy, splits, info):
     return Setup(model=model, factors=update_rule.gradient_factors(model, net),
                  make_train=provider.train, make_eval=provider.eval,
                  steps=provider.steps_per_epoch(), save_weights=save_weights,
-                 notes=tuple(notes), eval_images=provider.num_eval)  # fmt: skip
+                 notes=tuple(notes), eval_images=provider.num_eval,
+                 rate_schedule=rates)  # fmt: skip

@@ -6,7 +6,8 @@ per-replica losses scaled by the global batch, metrics summed across replicas.
 
 - Optimisation is Caffe's: SGD with momentum, weight decay added to the
   gradient of kernels (biases optional), per-layer learning-rate multipliers,
-  step / plateau (the paper's /10) / cosine schedules with warm-up.
+  step / plateau (the paper's /10) / cosine schedules with warm-up; per-step
+  multipliers per variable (`Setup.rate_schedule`, CHM's `schedW`/`schedB`).
 - State: checkpoints (model, optimizer, dropout RNG, schedule, epoch, step
   within the epoch) every N steps and at each epoch's end. Running the same
   command again resumes exactly: the input pipeline is a pure function of
@@ -50,6 +51,17 @@ def _scalar(tag, value):
     meta = tf.compat.v1.SummaryMetadata()
     meta.plugin_data.plugin_name = "scalars"
     tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=meta.SerializeToString())
+
+
+def _scaled(g, v, factor, scale, rate):
+    """`(g + decay * v) * mult`; a `rate` (`Setup.rate_schedule`) scales g and the decay."""
+    import tensorflow as tf
+
+    mult, decay = factor
+    if decay is None:
+        return g * mult if rate is None else g * rate[0] * mult
+    d = decay * scale * tf.cast(v, g.dtype)
+    return (g + d) * mult if rate is None else (g * rate[0] + d * rate[1]) * mult
 
 
 class Trainer:
@@ -119,7 +131,7 @@ class Trainer:
         model, opt, factors, strategy = self.model, self.optimizer, self.factors, self.strategy
         fp16 = self.config.mixed_precision == "fp16"
 
-        def step_fn(x, y):
+        def step_fn(x, y, rates=None):
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(x, training=True), tf.float32)
                 per_example = keras.losses.sparse_categorical_crossentropy(
@@ -131,10 +143,8 @@ class Trainer:
             variables = model.trainable_variables
             grads = tape.gradient(loss_for_grad if fp16 else loss, variables)
             scale = tf.cast(opt.dynamic_scale, tf.float32) if fp16 else 1.0
-            grads = [
-                (g + decay * scale * tf.cast(v, g.dtype)) * mult if decay is not None else g * mult
-                for g, v, (mult, decay) in zip(grads, variables, factors, strict=True)
-            ]
+            each = zip(grads, variables, factors, rates or [None] * len(variables), strict=True)
+            grads = [_scaled(g, v, factor, scale, rate) for g, v, factor, rate in each]
             opt.apply_gradients(zip(grads, variables, strict=True))
             correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(y, tf.int32))
             return (
@@ -144,8 +154,8 @@ class Trainer:
             )
 
         @tf.function
-        def train_step(x, y):
-            out = strategy.run(step_fn, args=(x, y))
+        def train_step(x, y, rates=None):
+            out = strategy.run(step_fn, args=(x, y, rates))
             return [strategy.reduce("SUM", o, axis=None) for o in out]
 
         return train_step
@@ -203,7 +213,10 @@ class Trainer:
         """
         self.optimizer.learning_rate.assign(self.schedule(global_step))
         x, y = batch
-        values = np.array([float(t) for t in self._train_step(x, y)])
+        rates = self.setup.rate_schedule
+        rates = rates and rates(self.progress(global_step), global_step)
+        rates = rates and [self._tf.constant(a) for a in rates]  # tensors: no retrace per step
+        values = np.array([float(t) for t in self._train_step(x, y, rates)])
         if not math.isfinite(values[0]):
             raise DivergedError(
                 f"training diverged at step {global_step + 1}: the loss is "
@@ -211,6 +224,11 @@ class Trainer:
                 f"The last good checkpoint in {self.checkpoints.folder} is kept"
             )
         return values
+
+    def progress(self, global_step):
+        """Steps done / the run's steps, in [0, 1]: CHM's progress (`convnet.py` l.106-107)."""
+        total = self.config.epochs * self.steps
+        return min(1.0, max(0.0, global_step / total)) if total else 0.0
 
     def evaluate(self):
         """`{"val_loss", "val_top1", "val_top5"}` on the eval set, at most `config.eval_steps`

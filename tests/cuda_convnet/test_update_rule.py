@@ -142,7 +142,6 @@ def test_recipe_reads_the_stated_schedule_and_the_momentum():
     "params, message",
     [
         (PARAMS.replace("momB=0.9", "momB=0.5"), "momenta [0.5, 0.9]"),
-        (PARAMS.replace("momB=0.9", "momB=0.9\nschedW=dexp[10,2]"), "schedW=dexp[10,2]"),
         (PARAMS.replace("momB=0.9", "momB=0.9\nwball=1,0"), "wball"),
         (PARAMS.replace("epsB=0.002\n", ""), "no epsB="),
     ],
