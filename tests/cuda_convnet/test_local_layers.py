@@ -1,0 +1,343 @@
+"""cuda-convnet `local` and `cnorm` layers against numpy transcriptions of the kernels.
+
+The references below are written from cuda-convnet 1's kernels (github
+`dnouri/cuda-convnet`), in its own layouts (images `(C, H, W, numCases)`),
+pixel by pixel, sharing nothing with the Keras layers:
+
+- local forward: `filterActs_YxX_color` with `conv=false` (`filter_acts.cu`
+  l.85-87, 129-131): module `m = my * modulesX + mx` reads `x = -pad + mx *
+  stride + p % fs`, `y = -pad + my * stride + p / fs`, zero outside, weight
+  row `(m * fc + c) * fs * fs + p`; bias row `f * modules + m` (`layer.cu`
+  l.559-561). Backward: `localImgActs` / `localWeightActs` are the exact
+  adjoints of that sum, written here as the same loops run backwards.
+- cnorm forward: `ContrastNormLayer::fpropActs` (`layer.cu` l.916-921) and
+  `kCNorm_fewfilter` (`conv_util.cu` l.747-808); backward: `kRNormUndoPrelims`
+  + `kRNormUndo` on the mean differences (`conv_util.cu` l.1592-1700,
+  2214-2217).
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_keras.cuda_convnet import update_rule
+from alexnet_keras.cuda_convnet.cfg_mapper import mirror_arrays
+from alexnet_keras.cuda_convnet.cfg_model import build_model
+from alexnet_keras.cuda_convnet.cfg_net import read_net
+from alexnet_keras.cuda_convnet.cfg_text import CfgText
+from alexnet_keras.cuda_convnet.checkpoint import layer_arrays, read_checkpoint
+from alexnet_keras.cuda_convnet.local_layers import ContrastNormalization, ConvnetLocal2D
+from alexnet_keras.cuda_convnet.reference import forward, logits_layer
+from tests import convnet_files as cf
+from tests.conftest import SHARED, require
+
+CHM = SHARED / "data" / "chm-release"
+_EX, _CIFAR = "example-layers/", "layers-cifar/"
+LOCAL_NETS = {  # def file -> params file
+    _EX + "layers-conv-local-12pct.cfg": _EX + "layer-params-conv-local-12pct.cfg",
+    _EX + "layers-conv-local-13pct.cfg": _EX + "layer-params-conv-local-13pct.cfg",
+    _CIFAR + "layers-conv-local-13pct.cfg": _CIFAR + "layer-params-conv-local-13pct-noisylr.cfg",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# numpy transcriptions of the kernels (cuda-convnet layouts)
+
+
+def _modules(size, fs, stride, pad):
+    return 1 + math.ceil((2 * pad + size - fs) / stride)
+
+
+def _local_pixels(size, fs, stride, pad, groups, channels, filters):
+    """Yields `(m, my, mx, f, c, channel, p, y, x)` for every in-image read of the local kernel."""
+    mods = _modules(size, fs, stride, pad)
+    fc, fg = channels // groups, filters // groups
+    for my in range(mods):
+        for mx in range(mods):
+            for f in range(filters):
+                g = f // fg
+                for c in range(fc):
+                    for p in range(fs * fs):
+                        y, x = -pad + my * stride + p // fs, -pad + mx * stride + p % fs
+                        if 0 <= y < size and 0 <= x < size:
+                            yield my * mods + mx, my, mx, f, c, g * fc + c, p, y, x
+
+
+def np_local(images, w, b, fs, stride, pad, groups, filters):
+    """Forward: images `(C, S, S, N)`, w `(modules*fc*fs*fs, F)`, b `(F*modules, 1)`."""
+    channels, size = images.shape[0], images.shape[1]
+    mods, fc = _modules(size, fs, stride, pad), channels // groups
+    out = np.zeros((filters, mods, mods, images.shape[3]))
+    for m, my, mx, f, c, ch, p, y, x in _local_pixels(size, fs, stride, pad, groups, channels,
+                                                      filters):  # fmt: skip
+        out[f, my, mx] += w[(m * fc + c) * fs * fs + p, f] * images[ch, y, x]
+    return out + b.reshape(filters, mods, mods, 1)
+
+
+def np_local_grads(images, w, grads, fs, stride, pad, groups, filters):
+    """`(d images, d w, d b)` for output gradients `(F, modules, modules, N)`."""
+    channels, size = images.shape[0], images.shape[1]
+    fc = channels // groups
+    gi, gw = np.zeros_like(images), np.zeros_like(w)
+    for m, my, mx, f, c, ch, p, y, x in _local_pixels(size, fs, stride, pad, groups, channels,
+                                                      filters):  # fmt: skip
+        row = (m * fc + c) * fs * fs + p
+        gi[ch, y, x] += w[row, f] * grads[f, my, mx]
+        gw[row, f] += (images[ch, y, x] * grads[f, my, mx]).sum()
+    return gi, gw, grads.sum(axis=3).reshape(-1, 1)
+
+
+def _window(i, size, n):
+    first = i - size // 2  # convLocalPool(start=-size/2): C's -size/2 truncates toward 0
+    return range(max(first, 0), min(first + size, n))
+
+
+def np_cnorm(images, size, scale, power, full_window):
+    """`(y, meanDiffs, denoms)`; scale is the cfg's, divided by size**2 as layer.py does."""
+    scale = scale / size**2
+    n = images.shape[1]
+    diffs, denoms = np.empty_like(images), np.empty_like(images)
+    for y in range(n):
+        for x in range(n):
+            pixels = [(a, b) for a in _window(y, size, n) for b in _window(x, size, n)]
+            total = sum(images[:, a, b] for a, b in pixels)
+            diffs[:, y, x] = images[:, y, x] - total / (size**2 if full_window else len(pixels))
+    for y in range(n):
+        for x in range(n):
+            squares = sum(
+                diffs[:, a, b] ** 2 for a in _window(y, size, n) for b in _window(x, size, n)
+            )
+            denoms[:, y, x] = 1 + scale * squares
+    return images * denoms**-power, diffs, denoms
+
+
+def np_cnorm_grad(images, grads, size, scale, power, full_window):
+    """cuda-convnet's gradient: convResponseNormUndo with inputs = meanDiffs."""
+    acts, diffs, denoms = np_cnorm(images, size, scale, power, full_window)
+    prelim = -2 * (scale / size**2) * power * grads * acts / denoms
+    n, out = images.shape[1], np.empty_like(images)
+    for y in range(n):
+        ys = range(max(0, y + size // 2 - size + 1), min(n, y + size // 2 + 1))
+        for x in range(n):
+            xs = range(max(0, x + size // 2 - size + 1), min(n, x + size // 2 + 1))
+            total = sum(prelim[:, a, b] for a in ys for b in xs)
+            out[:, y, x] = diffs[:, y, x] * total + grads[:, y, x] * denoms[:, y, x] ** -power
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the Keras layers against them
+
+
+def _nhwc(a):
+    return np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
+
+
+def _chwn(a):
+    return np.asarray(a, np.float64).transpose(3, 1, 2, 0)
+
+
+def _keras_local(w, b, mods, fs, filters):
+    """The test's own statement of ConvnetLocal2D's layout: (module, y, x, c, f), (my, mx, f)."""
+    kernel = w.reshape(mods * mods, -1, fs, fs, filters).transpose(0, 2, 3, 1, 4)
+    return [kernel.astype(np.float32), b.reshape(filters, mods, mods).transpose(1, 2, 0)]
+
+
+@pytest.mark.parametrize(
+    "size, channels, filters, fs, stride, pad, groups",
+    [(6, 3, 4, 3, 1, 1, 1), (7, 2, 3, 3, 2, 0, 1), (7, 4, 4, 4, 2, 2, 2)],
+    ids=["pad1", "stride2-ceil", "groups2-even-filter"],
+)
+def test_local_forward_and_gradients_match_the_kernels(size, channels, filters, fs, stride, pad,
+                                                       groups):  # fmt: skip
+    rng = np.random.default_rng(size + fs)
+    mods = _modules(size, fs, stride, pad)
+    images = rng.standard_normal((channels, size, size, 2))
+    w = rng.standard_normal((mods * mods * channels // groups * fs * fs, filters))
+    b = rng.standard_normal((filters * mods * mods, 1))
+    layer = ConvnetLocal2D(filters, fs, stride, pad, groups)
+    x = tf.constant(_nhwc(images))
+    layer.build(x.shape)
+    layer.set_weights(_keras_local(w, b, mods, fs, filters))
+    dy = rng.standard_normal((filters, mods, mods, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * _nhwc(dy))
+    gx, gk, gb = tape.gradient(loss, [x, layer.kernel, layer.bias])
+    np.testing.assert_allclose(_chwn(y), np_local(images, w, b, fs, stride, pad, groups, filters),
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    want_x, want_w, want_b = np_local_grads(images, w, dy, fs, stride, pad, groups, filters)
+    np.testing.assert_allclose(_chwn(gx), want_x, rtol=1e-4, atol=1e-4)
+    got_k, got_b = _keras_local(want_w, want_b, mods, fs, filters)
+    np.testing.assert_allclose(gk.numpy(), got_k, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gb.numpy(), got_b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size, divisor", [(3, "clipped"), (4, "window"), (5, "clipped")])
+def test_cnorm_forward_and_cuda_convnets_gradient(size, divisor):
+    rng = np.random.default_rng(size)
+    images = rng.standard_normal((3, 7, 7, 2)) * 2
+    scale, power, full = 2.0, 0.75, divisor == "window"
+    x = tf.constant(_nhwc(images))
+    layer = ContrastNormalization(size, scale, power, divisor)
+    dy = rng.standard_normal(images.shape)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * _nhwc(dy))
+    want, _, _ = np_cnorm(images, size, scale, power, full)
+    np.testing.assert_allclose(_chwn(y), want, rtol=1e-5, atol=1e-5)
+    grad = _chwn(tape.gradient(loss, x))
+    np.testing.assert_allclose(grad, np_cnorm_grad(images, dy, size, scale, power, full),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    # It is not the exact derivative (the mean is held constant): a central difference differs.
+    eps, idx = 1e-6, (0, 3, 3, 0)
+    bumped = [images.copy(), images.copy()]
+    bumped[0][idx] += eps
+    bumped[1][idx] -= eps
+    exact = sum(
+        (np_cnorm(im, size, scale, power, full)[0] * dy).sum() * sign
+        for im, sign in zip(bumped, (1, -1), strict=True)
+    ) / (2 * eps)
+    assert abs(exact - grad[idx]) > 1e-3 * abs(exact)
+
+
+def test_the_two_cnorm_divisors_differ_only_near_the_border():
+    images = np.random.default_rng(0).standard_normal((1, 6, 6, 1)).astype(np.float32) + 3
+    x = _nhwc(images)
+    clipped = ContrastNormalization(3, 5.0, 0.75, "clipped")(x).numpy()
+    window = ContrastNormalization(3, 5.0, 0.75, "window")(x).numpy()
+    # Rows/columns 0 and 5 have clipped windows, and their neighbours' sums read them.
+    assert np.abs(clipped - window)[0, 0, 0, 0] > 1e-3
+    np.testing.assert_allclose(clipped[0, 2:4, 2:4], window[0, 2:4, 2:4], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# the conv-local nets of the release
+
+
+def _net(defs, size=24):
+    chm = require(CHM)
+    return read_net(chm / defs, chm / LOCAL_NETS[defs], image_size=size)
+
+
+@pytest.mark.parametrize("defs", sorted(LOCAL_NETS))
+def test_conv_local_nets_build(defs):
+    net = _net(defs)
+    model = build_model(net)
+    assert model.count_params() == net.param_count
+    assert isinstance(model.get_layer("local3"), ConvnetLocal2D)
+    assert model.get_layer("local4").output.shape[1:] == (6, 6, 32)  # 24 -> 12 -> 6
+    assert model.output_shape == (None, 10)
+
+
+def test_a_conv_local_checkpoint_imports_with_the_references_logits(tmp_path):
+    net = _net("example-layers/layers-conv-local-13pct.cfg")
+    path = cf.write_checkpoint(tmp_path / "13pct", cf.layers_from_net(net, seed=13))
+    checkpoint = read_checkpoint(path)
+    layers = {
+        n: layer_arrays(checkpoint, n) for n in ("conv1", "conv2", "local3", "local4", "fc10")
+    }
+    model = build_model(net)
+    for name, values in mirror_arrays(net, layers, str(path)).items():
+        model.get_layer(name).set_weights(values)
+    images = np.random.default_rng(1).standard_normal((3, 24, 24, 2)) * 40
+    acts = forward(net, images, layers)
+    logits = keras.Model(model.input, model.get_layer("fc10").output)(_nhwc(images)).numpy()
+    want = acts[logits_layer(net)]
+    assert np.abs(logits - want).max() < 1e-4 * np.abs(want).max()
+    np.testing.assert_allclose(model(_nhwc(images)).numpy(), acts["probs"], atol=1e-5)
+
+
+def test_a_conv_local_net_trains_a_step():
+    net = _net("example-layers/layers-conv-local-12pct.cfg")
+    model, full = update_rule.build(net, 10, seed=0)
+    factors = dict(zip((v.path for v in model.trainable_variables),
+                       update_rule.gradient_factors(model, net), strict=True))  # fmt: skip
+    epsw = net.config["layers"]["local3"]["epsW"][0]
+    assert factors["local3/kernel"][0] == pytest.approx(epsw)
+    kernel = full.get_layer("local3").get_weights()[0]
+    assert abs(kernel.std() - net.layer("local3").params["initW"][0]) < 0.005
+    x = np.random.default_rng(2).standard_normal((4, 24, 24, 3)).astype(np.float32) * 30
+    labels = np.arange(4)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(labels, model(x), from_logits=True)
+    grads = tape.gradient(loss, model.trainable_variables)
+    keras.optimizers.SGD(0.01).apply(grads, model.trainable_variables)
+    assert np.isfinite(float(tf.reduce_mean(loss)))
+    assert not np.array_equal(full.get_layer("local3").get_weights()[0], kernel)
+
+
+_CNORM_NET = """
+[data]
+type=data
+dataIdx=0
+[labels]
+type=data
+dataIdx=1
+[conv1]
+type=conv
+inputs=data
+channels=3
+filters=16
+padding=1
+filterSize=3
+neuron=relu
+initW=0.1
+partialSum=1
+[cnorm1]
+type=cnorm
+inputs=conv1
+channels=16
+size=5
+[fc10]
+type=fc
+outputs=10
+inputs=cnorm1
+initW=0.01
+[probs]
+type=softmax
+inputs=fc10
+[logprob]
+type=cost.logreg
+inputs=labels,probs
+"""
+_CNORM_PARAMS = """
+[conv1]
+epsW=0.001
+epsB=0.002
+momW=0.9
+momB=0.9
+wc=0.004
+[cnorm1]
+scale=0.1
+pow=0.75
+[fc10]
+epsW=0.001
+epsB=0.002
+momW=0.9
+momB=0.9
+wc=0.01
+[logprob]
+coeff=1
+"""
+
+
+def test_a_cfg_net_with_cnorm_matches_the_reference():
+    net = read_net(CfgText("cnorm.cfg", _CNORM_NET), CfgText("cnorm-params.cfg", _CNORM_PARAMS),
+                   image_size=8)  # fmt: skip
+    model = build_model(net)
+    assert isinstance(model.get_layer("cnorm1"), ContrastNormalization)
+    layers = cf.layers_from_net(net, seed=5)
+    for name, values in mirror_arrays(net, layers).items():
+        model.get_layer(name).set_weights(values)
+    images = np.random.default_rng(3).standard_normal((3, 8, 8, 2)) * 5
+    acts = forward(net, images, layers)
+    np.testing.assert_allclose(_chwn(keras.Model(model.input, model.get_layer("cnorm1").output)(
+        _nhwc(images))), acts["cnorm1"], rtol=1e-4, atol=1e-4)  # fmt: skip
+    want, _, _ = np_cnorm(acts[net.layer("cnorm1").inputs[0]], 5, 0.1, 0.75, full_window=False)
+    np.testing.assert_allclose(acts["cnorm1"], want, rtol=1e-10)  # the product's reference too
