@@ -89,7 +89,7 @@ class ConvnetLocal2D(keras.layers.Layer):
     >>> from alexnet_keras.cuda_convnet.local_layers import ConvnetLocal2D
     >>> layer = ConvnetLocal2D(4, 3, padding=1)
     >>> y = layer(np.ones((2, 8, 8, 3), "float32"))
-    >>> tuple(y.shape), layer.kernel.shape, layer.bias.shape
+    >>> tuple(y.shape), tuple(layer.kernel.shape), tuple(layer.bias.shape)
     ((2, 8, 8, 4), (64, 3, 3, 3, 4), (8, 8, 4))
     """
 

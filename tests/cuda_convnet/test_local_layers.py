@@ -148,7 +148,7 @@ def _keras_local(w, b, mods, fs, filters):
 
 @pytest.mark.parametrize(
     "size, channels, filters, fs, stride, pad, groups",
-    [(6, 3, 4, 3, 1, 1, 1), (7, 2, 3, 3, 2, 0, 1), (7, 4, 4, 4, 2, 2, 2)],
+    [(6, 3, 4, 3, 1, 1, 1), (7, 2, 3, 3, 2, 0, 1), (7, 4, 6, 4, 2, 2, 2)],
     ids=["pad1", "stride2-ceil", "groups2-even-filter"],
 )
 def test_local_forward_and_gradients_match_the_kernels(size, channels, filters, fs, stride, pad,
