@@ -9,7 +9,7 @@ cuda-convnet keeps, per weighted layer, one matrix per input and a bias
   which is the order of the `<name>_inputs` concatenation;
 - local `(modules * filterChannels * fs * fs, filters)` (or `(modules, ...,
   filters)`), module `my * modulesX + mx` (`filter_acts.cu` l.85-87): to
-  `ConvnetLocal2D`'s `(modules, y, x, c, f)`, stacked along `c` like conv;
+  `ConvnetLocal2D`'s `(modules, y * fs + x, c, f)`, stacked along `c`;
   its bias `(filters * modules, 1)`, row `f * modules + m`, to `(my, mx, f)`;
 - fc `(in_features_i, outputs)`, rows in the source's CHW order: image inputs
   are re-ordered to the HWC order of Keras' `Flatten`, then stacked.
@@ -97,7 +97,7 @@ def mirror_arrays(net, layers, source="the weights"):
             if layer.type == "local":
                 fs, (f, my, mx) = layer.params["filterSize"][0], layer.output_shape
                 bias = bias.reshape(f, my, mx).transpose(1, 2, 0)
-                blocks.append(m.reshape(my * mx, -1, fs, fs, f).transpose(0, 2, 3, 1, 4))
+                blocks.append(m.reshape(my * mx, -1, fs * fs, f).transpose(0, 2, 1, 3))
             elif layer.type == "conv":
                 fs = layer.params["filterSize"][0]
                 c = m.shape[0] // (fs * fs)
@@ -107,7 +107,7 @@ def mirror_arrays(net, layers, source="the weights"):
                 blocks.append(m.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1))
             else:
                 blocks.append(m)
-        axis = {"conv": 2, "local": 3}.get(layer.type, 0)
+        axis = 0 if layer.type == "fc" else 2
         kernel = np.concatenate(blocks, axis=axis)
         out[layer.name] = [np.ascontiguousarray(kernel), bias]
     return out

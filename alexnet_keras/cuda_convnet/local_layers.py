@@ -70,9 +70,10 @@ class ConvnetLocal2D(keras.layers.Layer):
     It runs as strided slices (the patches) and one batched matmul over the
     modules, not a loop over positions.
 
-    Weights: `kernel` `(modules**2, filter_size, filter_size, C // groups,
-    filters)` (module `my * modules + mx`; the last two axes as a Keras
-    `Conv2D` kernel's), `bias` `(modules, modules, filters)`.
+    Weights: `kernel` `(modules**2, filter_size**2, C // groups, filters)`
+    (module `my * modules + mx`; per module a Keras `Conv2D` kernel with its
+    `y, x` axes joined, rank 4 as weights files allow), `bias` `(modules,
+    modules, filters)`.
 
     Args:
         filters: output channels (over all groups).
@@ -90,7 +91,7 @@ class ConvnetLocal2D(keras.layers.Layer):
     >>> layer = ConvnetLocal2D(4, 3, padding=1)
     >>> y = layer(np.ones((2, 8, 8, 3), "float32"))
     >>> tuple(y.shape), tuple(layer.kernel.shape), tuple(layer.bias.shape)
-    ((2, 8, 8, 4), (64, 3, 3, 3, 4), (8, 8, 4))
+    ((2, 8, 8, 4), (64, 9, 3, 4), (8, 8, 4))
     """
 
     def __init__(self, filters, filter_size, stride=1, padding=0, groups=1,
@@ -121,7 +122,7 @@ class ConvnetLocal2D(keras.layers.Layer):
         self._after = (m - 1) * self.stride + self.filter_size - n - self.padding
         fs = self.filter_size
         self.kernel = self.add_weight(
-            name="kernel", shape=(m * m, fs, fs, channels // self.groups, self.filters),
+            name="kernel", shape=(m * m, fs * fs, channels // self.groups, self.filters),
             initializer=self.kernel_initializer,
         )  # fmt: skip
         self.bias = self.add_weight(name="bias", shape=(m, m, self.filters),

@@ -151,8 +151,8 @@ def build(net, num_classes, seed):
 
 
 # The kernel axis that holds the inputs' rows: Dense (in, out), Conv2D (y, x, c, f),
-# ConvnetLocal2D (module, y, x, c, f).
-_INPUT_AXIS = {"fc": 0, "conv": 2, "local": 3}
+# ConvnetLocal2D (module, y * fs + x, c, f).
+_INPUT_AXIS = {"fc": 0, "conv": 2, "local": 2}
 
 
 def _input_sizes(net, layer):

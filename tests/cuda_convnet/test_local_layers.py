@@ -141,8 +141,8 @@ def _chwn(a):
 
 
 def _keras_local(w, b, mods, fs, filters):
-    """The test's own statement of ConvnetLocal2D's layout: (module, y, x, c, f), (my, mx, f)."""
-    kernel = w.reshape(mods * mods, -1, fs, fs, filters).transpose(0, 2, 3, 1, 4)
+    """The test's own statement of ConvnetLocal2D's layout: (module, y*fs+x, c, f), (my, mx, f)."""
+    kernel = w.reshape(mods * mods, -1, fs * fs, filters).transpose(0, 2, 1, 3)
     return [kernel.astype(np.float32), b.reshape(filters, mods, mods).transpose(1, 2, 0)]
 
 
@@ -341,3 +341,25 @@ def test_a_cfg_net_with_cnorm_matches_the_reference():
         _nhwc(images))), acts["cnorm1"], rtol=1e-4, atol=1e-4)  # fmt: skip
     want, _, _ = np_cnorm(acts[net.layer("cnorm1").inputs[0]], 5, 0.1, 0.75, full_window=False)
     np.testing.assert_allclose(acts["cnorm1"], want, rtol=1e-10)  # the product's reference too
+
+
+def test_convert_verifies_a_conv_local_checkpoint_against_the_reference(tmp_path):
+    """The product path: `convert --verify-images` runs reference.py's local layers."""
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+
+    defs = "example-layers/layers-conv-local-13pct.cfg"
+    layers_cfg, params_cfg = require(CHM) / defs, CHM / LOCAL_NETS[defs]
+    net = read_net(layers_cfg, params_cfg)  # the default image size, as convert reads it
+    ckpt = cf.write_checkpoint(tmp_path / "13pct.zip", cf.layers_from_net(net, seed=4),
+                               container="zip")  # fmt: skip
+    size = net.image_size
+    mean = np.random.default_rng(1).uniform(100, 140, (3, size, size)).astype(np.float32)
+    meta = cf.write_batches_meta(tmp_path / "batches.meta", mean, [f"c{i}" for i in range(10)])
+    args = [ckpt, "--format", "cuda-convnet", "--layers", layers_cfg, "--params", params_cfg,
+            "--meta", meta, "--verify-images", require(SHARED / "data" / "cifar10-mini"),
+            "--verify-count", "2", "-o", tmp_path / "13pct.weights.h5"]  # fmt: skip
+    result = CliRunner().invoke(cli, ["convert", *map(str, args)])
+    assert result.exit_code == 0, result.output
+    assert "verify   2 images" in result.output and ": PASS" in result.output
