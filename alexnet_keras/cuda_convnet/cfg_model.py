@@ -18,7 +18,7 @@ dividing `scale` as cuda-convnet does.
 
 `local` is `ConvnetLocal2D` and `cnorm` `ContrastNormalization(size,
 scale, pow)` (`local_layers`); the cnorm mean divides as the net's era
-(`net.era`, "2011": by `size**2`; otherwise by the clipped window).
+(`net.semantics` "2011": by `size**2`; "2012": by the clipped window).
 
 Not built (refused by name): unshared conv biases, `maxabs`/`rand` pooling,
 multi-input layers whose per-input geometry differs.
@@ -124,7 +124,7 @@ def _layer(net, layer, xs):
                                             name=layer.name)(xs[0])  # fmt: skip
     if kind == "cnorm":
         c = _norm_constants(net, layer)
-        divisor = "window" if getattr(net, "era", None) == "2011" else "clipped"
+        divisor = "window" if getattr(net, "semantics", "2012") == "2011" else "clipped"
         return ContrastNormalization(p["size"], c["scale"], c["pow"], divisor,
                                      name=layer.name)(xs[0])  # fmt: skip
     if kind == "neuron":

@@ -67,7 +67,7 @@ class ConvnetLocal2D(keras.layers.Layer):
     filter_size) / stride)` per side, `padding` zeros before the image and as
     many after it as the last module reaches. Filter `f` of group `g = f //
     (filters // groups)` reads channels `[g * C/groups, (g + 1) * C/groups)`.
-    It runs as strided slices (the patches) and one batched matmul over the
+    It runs as `tf.image.extract_patches` and one batched matmul over the
     modules, not a loop over positions.
 
     Weights: `kernel` `(modules**2, filter_size**2, C // groups, filters)`
@@ -133,16 +133,13 @@ class ConvnetLocal2D(keras.layers.Layer):
         m, s, fs, g = self._modules, self.stride, self.filter_size, self.groups
         pads = [[0, 0], [self.padding, self._after], [self.padding, self._after], [0, 0]]
         x = tf.pad(inputs, pads) if self.padding or self._after else inputs
-        reach = s * (m - 1) + 1
-        # One strided slice per filter pixel, y-major as cuda-convnet's p = y * fs + x.
-        cols = [
-            x[:, y : y + reach : s, xx : xx + reach : s, :] for y in range(fs) for xx in range(fs)
-        ]
-        patches = tf.stack(cols, axis=0)  # (fs*fs, N, m, m, C)
+        # Patch depth is (y, x, c), y-major as cuda-convnet's p = y * fs + x. On CPU its
+        # gradient ran 2-3x faster than a stack of fs*fs strided slices (bench_local.py).
+        patches = tf.image.extract_patches(x, [1, fs, fs, 1], [1, s, s, 1], [1, 1, 1, 1], "VALID")
         n = tf.shape(inputs)[0]
         fc, fg = inputs.shape[-1] // g, self.filters // g
-        patches = tf.reshape(patches, [fs * fs, n, m * m, g, fc])
-        patches = tf.reshape(tf.transpose(patches, [2, 3, 1, 0, 4]), [m * m, g, n, fs * fs * fc])
+        patches = tf.reshape(patches, [n, m * m, fs * fs, g, fc])
+        patches = tf.reshape(tf.transpose(patches, [1, 3, 0, 2, 4]), [m * m, g, n, fs * fs * fc])
         kernel = tf.reshape(tf.cast(self.kernel, patches.dtype), [m * m, fs * fs * fc, g, fg])
         kernel = tf.transpose(kernel, [0, 2, 1, 3])  # (M, g, fs*fs*fc, fg)
         out = tf.matmul(patches, kernel)  # (M, g, N, fg)

@@ -217,7 +217,7 @@ def forward(net, images, layers):
             out = _rnorm(ins[0], p["size"], c["scale"], c["pow"])
         elif kind == "cnorm":
             c = config[layer.name]
-            era = getattr(net, "era", None) == "2011"
+            era = getattr(net, "semantics", "2012") == "2011"
             out = _cnorm(ins[0], p["size"], c["scale"], c["pow"], full_window=era)
         elif kind == "neuron":
             out = _neuron(p["neuron"], ins[0])

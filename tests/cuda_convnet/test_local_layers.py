@@ -363,3 +363,26 @@ def test_convert_verifies_a_conv_local_checkpoint_against_the_reference(tmp_path
     result = CliRunner().invoke(cli, ["convert", *map(str, args)])
     assert result.exit_code == 0, result.output
     assert "verify   2 images" in result.output and ": PASS" in result.output
+
+
+def test_a_2011_net_takes_the_full_window_cnorm_mean():
+    """`net.semantics` (the era, decided by cfg_net) picks the cnorm mean's divisor."""
+    import dataclasses
+
+    net = read_net(CfgText("cnorm.cfg", _CNORM_NET), CfgText("cnorm-params.cfg", _CNORM_PARAMS),
+                   image_size=8)  # fmt: skip
+    if "semantics" not in {f.name for f in dataclasses.fields(net)}:
+        pytest.skip("this cfg_net has no era (net.semantics) yet")
+    layers = cf.layers_from_net(net, seed=5)
+    images = np.random.default_rng(3).standard_normal((3, 8, 8, 2)) * 5
+    got = {}
+    for era in ("2011", "2012"):
+        dated = dataclasses.replace(net, semantics=era)
+        model = build_model(dated)
+        assert model.get_layer("cnorm1").divisor == ("window" if era == "2011" else "clipped")
+        for name, values in mirror_arrays(dated, layers).items():
+            model.get_layer(name).set_weights(values)
+        acts = forward(dated, images, layers)
+        got[era] = acts["cnorm1"]
+        np.testing.assert_allclose(model(_nhwc(images)).numpy(), acts["probs"], atol=1e-5)
+    assert np.abs(got["2011"] - got["2012"]).max() > 1e-3
