@@ -59,33 +59,6 @@ def _conv(inputs, weights, bias, fs, stride, pad, groups):
     return out + bias.reshape(-1, 1, 1, 1)
 
 
-def _local(inputs, weights, bias, fs, stride, pad, groups):
-    size, n = inputs[0].shape[1], inputs[0].shape[3]
-    modules = 1 + math.ceil((2 * pad + size - fs) / stride)
-    filters = weights[0].shape[-1]
-    out = np.zeros((filters, modules, modules, n))
-    for image, w in zip(inputs, weights, strict=True):
-        c = image.shape[0]
-        fc, per_group = c // groups, filters // groups
-        w = w.reshape(modules, modules, fc, fs, fs, filters)
-        for my in range(modules):
-            for mx in range(modules):
-                y0, x0 = my * stride - pad, mx * stride - pad
-                patch = np.zeros((c, fs, fs, n))  # pixels outside the image read 0
-                ys, xs = (
-                    slice(max(y0, 0), min(y0 + fs, size)),
-                    slice(max(x0, 0), min(x0 + fs, size)),
-                )
-                patch[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = image[
-                    :, ys, xs
-                ]
-                for g in range(groups):
-                    outs = slice(g * per_group, (g + 1) * per_group)
-                    out[outs, my, mx] += np.einsum("cyxn,cyxf->fn", patch[g * fc : (g + 1) * fc],
-                                                   w[my, mx, :, :, :, outs])  # fmt: skip
-    return out + bias.reshape(filters, modules, modules, 1)
-
-
 def _pool(x, kind, size, stride, start, outputs):
     h = x.shape[1]
     out = np.empty((x.shape[0], outputs, outputs, x.shape[3]))
@@ -116,6 +89,29 @@ def _rnorm(x, size, scale, power):
             x0, x1 = max(xx + first, 0), min(xx + first + size, w)
             sums[:, y, xx] = (x[:, y0:y1, x0:x1] ** 2).sum(axis=(1, 2))
     return x * (1.0 + scale / size**2 * sums) ** -power
+
+
+def _local(inputs, weights, bias, fs, stride, pad, groups):
+    size, n = inputs[0].shape[1], inputs[0].shape[3]
+    modules = 1 + math.ceil((2 * pad + size - fs) / stride)
+    filters = weights[0].shape[-1]
+    out = np.zeros((filters, modules, modules, n))
+    for image, w in zip(inputs, weights, strict=True):
+        c = image.shape[0]
+        fc, per_group = c // groups, filters // groups
+        w = w.reshape(modules, modules, fc, fs, fs, filters)
+        reach = max((modules - 1) * stride + fs, pad + size)
+        padded = np.zeros((c, reach, reach, n))  # pixels outside the image read 0
+        padded[:, pad : pad + size, pad : pad + size] = image
+        for my in range(modules):
+            for mx in range(modules):
+                y0, x0 = my * stride, mx * stride
+                patch = padded[:, y0 : y0 + fs, x0 : x0 + fs]
+                for g in range(groups):
+                    outs = slice(g * per_group, (g + 1) * per_group)
+                    out[outs, my, mx] += np.einsum("cyxn,cyxf->fn", patch[g * fc : (g + 1) * fc],
+                                                   w[my, mx, :, :, :, outs])  # fmt: skip
+    return out + bias.reshape(filters, modules, modules, 1)
 
 
 def _cnorm(x, size, scale, power, full_window):
