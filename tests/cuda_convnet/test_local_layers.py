@@ -386,3 +386,22 @@ def test_a_2011_net_takes_the_full_window_cnorm_mean():
         got[era] = acts["cnorm1"]
         np.testing.assert_allclose(model(_nhwc(images)).numpy(), acts["probs"], atol=1e-5)
     assert np.abs(got["2011"] - got["2012"]).max() > 1e-3
+
+
+@pytest.mark.slow  # 20 s; test_a_conv_local_net_trains_a_step covers the default suite
+def test_train_runs_a_conv_local_net_and_saves_a_loadable_model(tmp_path):
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+    from alexnet_keras.cuda_convnet.cfg_weights import load_mirror
+
+    defs = "example-layers/layers-conv-local-12pct.cfg"
+    mini = require(SHARED / "data" / "cifar10-mini")
+    args = ["train", "--dataset", f"folder:{mini}", "--chm-layers", str(require(CHM) / defs),
+            "--chm-params", str(CHM / LOCAL_NETS[defs]), "--epochs", "1",
+            "--steps-per-epoch", "2", "--model-dir", str(tmp_path / "r")]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model, meta = load_mirror(tmp_path / "r" / "model.weights.h5")
+    assert isinstance(model.get_layer("local3"), ConvnetLocal2D)
+    assert meta["layers_cfg"]["name"] == "layers-conv-local-12pct.cfg"
