@@ -405,3 +405,18 @@ def test_train_runs_a_conv_local_net_and_saves_a_loadable_model(tmp_path):
     model, meta = load_mirror(tmp_path / "r" / "model.weights.h5")
     assert isinstance(model.get_layer("local3"), ConvnetLocal2D)
     assert meta["layers_cfg"]["name"] == "layers-conv-local-12pct.cfg"
+
+
+def test_both_layers_round_trip_through_a_keras_file_and_run_in_mixed_precision(tmp_path):
+    inputs = keras.Input((7, 7, 4))
+    x = ConvnetLocal2D(6, 3, stride=2, padding=1, groups=2, bias_initializer="ones")(inputs)
+    outputs = ContrastNormalization(3, 2.0, 0.75, divisor="window")(x)
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(4).standard_normal((2, 7, 7, 4)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.layers[-1].get_config()["divisor"] == "window"
+    np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
+    half = ConvnetLocal2D(6, 3, padding=1, dtype="mixed_bfloat16")
+    y = ContrastNormalization(3, dtype="mixed_bfloat16")(half(images))
+    assert y.dtype == "bfloat16" and half.kernel.dtype == "float32"
