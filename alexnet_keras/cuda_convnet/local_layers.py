@@ -22,8 +22,10 @@ citations are to its files at HEAD unless a revision is named):
   over the same clipped window and `y = x * denom ** -pow` (the raw `x`,
   not `d`); `scale' = scale / size**2` (`layer.py` l.1043). The mean's
   divisor follows the era of the code: `AvgPooler(size*size)` before SVN
-  r556, the clipped area from r556 on (commit dd8fd31, 2012-07-17, the same
-  change as the average pool's).
+  r556 (at r331, commit bc77cb0: `src/layer.cu` l.538), the clipped area
+  from r556 on (commit dd8fd31, 2012-07-17, the same change as the average
+  pool's). The rest, backward included, is the same at r331 (`conv_util.cu`
+  l.114-116, 592-593, 1077-1080 there).
   The backward is NOT the exact gradient: `convContrastNormUndo` calls
   `convResponseNormUndo` with `meanDiffs` as the inputs (`conv_util.cu`
   l.2214-2217), which computes `g_j = dy_j * denom_j ** -pow + d_j * sum_i
