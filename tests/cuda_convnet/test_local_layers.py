@@ -420,3 +420,13 @@ def test_both_layers_round_trip_through_a_keras_file_and_run_in_mixed_precision(
     half = ConvnetLocal2D(6, 3, padding=1, dtype="mixed_bfloat16")
     y = ContrastNormalization(3, dtype="mixed_bfloat16")(half(images))
     assert y.dtype == "bfloat16" and half.kernel.dtype == "float32"
+
+
+@pytest.mark.parametrize("pool", ["maxabs", "rand"])
+def test_maxabs_and_rand_pooling_stay_refused_by_name(pool):
+    pooled = _CNORM_NET.replace("type=cnorm", f"type=pool\npool={pool}\nsizeX=3\nstride=2")
+    net = read_net(CfgText("pooled.cfg", pooled.replace("size=5\n", "")),
+                   CfgText("p.cfg", _CNORM_PARAMS.replace("scale=0.1\npow=0.75", "")),
+                   image_size=8)  # fmt: skip
+    with pytest.raises(ValueError, match=f"pooled.cfg: layer 'cnorm1' uses {pool} pooling"):
+        build_model(net)
