@@ -91,12 +91,13 @@ def mirror_arrays(net, layers, source="the weights"):
         pairs = enumerate(zip(mats, shapes, strict=True))
         mats = [_checked(layer, i, m, s, source) for i, (m, s) in pairs]
         bias = np.asarray(entry["biases"], np.float32).reshape(-1)
+        if layer.type == "local":  # rows f * modules + m, to (my, mx, f)
+            bias = bias.reshape(layer.output_shape).transpose(1, 2, 0)
         blocks = []
         for name, m in zip(layer.inputs, mats, strict=True):
             shape = net.layer(name).output_shape
             if layer.type == "local":
                 fs, (f, my, mx) = layer.params["filterSize"][0], layer.output_shape
-                bias = bias.reshape(f, my, mx).transpose(1, 2, 0)
                 blocks.append(m.reshape(my * mx, -1, fs * fs, f).transpose(0, 2, 1, 3))
             elif layer.type == "conv":
                 fs = layer.params["filterSize"][0]

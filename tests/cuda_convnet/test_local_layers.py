@@ -336,3 +336,80 @@ def test_maxabs_and_rand_pooling_stay_refused_by_name(pool):
                    image_size=8)  # fmt: skip
     with pytest.raises(ValueError, match=f"pooled.cfg: layer 'cnorm1' uses {pool} pooling"):
         build_model(net)
+
+
+_TWO_INPUT_LOCAL = """
+[data]
+type=data
+dataIdx=0
+[labels]
+type=data
+dataIdx=1
+[conv1]
+type=conv
+inputs=data
+channels=3
+filters=16
+padding=1
+filterSize=3
+initW=0.1
+partialSum=1
+[conv2]
+type=conv
+inputs=data
+channels=3
+filters=16
+padding=2
+filterSize=5
+initW=0.1
+partialSum=1
+[local3]
+type=local
+inputs=conv2,conv1
+channels=16,16
+filters=16,16
+padding=1,1
+stride=2,2
+filterSize=3,3
+initW=0.1,0.2
+neuron=relu
+[fc10]
+type=fc
+outputs=10
+inputs=local3
+initW=0.01
+[probs]
+type=softmax
+inputs=fc10
+[logprob]
+type=cost.logreg
+inputs=labels,probs
+"""
+
+
+def test_a_two_input_local_layer_sums_its_inputs_as_the_reference_does():
+    """cuda-convnet sums one unshared matrix per input (`Layer::fprop`); here one kernel over
+    the channel concatenation in `inputs=` order, with per-input init and rates."""
+    params = _CNORM_PARAMS.replace("[cnorm1]\nscale=0.1\npow=0.75", "")
+    local = "[local3]\nepsW=0.001,0.003\nepsB=0.002\nmomW=0.9,0.9\nmomB=0.9\nwc=0.004,0.004\n"
+    params = params.replace("[conv1]", "[conv2]" + _CNORM_PARAMS.split("[conv1]")[1].split("[")[0]
+                            + local + "[conv1]")  # fmt: skip
+    net = read_net(CfgText("two.cfg", _TWO_INPUT_LOCAL), CfgText("two-params.cfg", params),
+                   image_size=7)  # fmt: skip
+    layers = cf.layers_from_net(net, seed=7)
+    model = build_model(net)
+    for name, values in mirror_arrays(net, layers).items():
+        model.get_layer(name).set_weights(values)
+    images = np.random.default_rng(5).standard_normal((3, 7, 7, 2)) * 5
+    acts = forward(net, images, layers)
+    got = keras.Model(model.input, model.get_layer("local3").output)(_nhwc(images))
+    np.testing.assert_allclose(_chwn(got), acts["local3"], rtol=1e-4, atol=1e-4)
+    (w2, w1), b = layers["local3"]["weights"], layers["local3"]["biases"]
+    want = np_local(acts["conv2"], w2, b, 3, 2, 1, 1, 16)
+    want += np_local(acts["conv1"], w1, np.zeros_like(b), 3, 2, 1, 1, 16)
+    np.testing.assert_allclose(acts["local3"], want, rtol=1e-10)
+    train, _ = update_rule.build(net, 10, seed=0)
+    factors = dict(zip((v.path for v in train.trainable_variables),
+                       update_rule.gradient_factors(train, net), strict=True))  # fmt: skip
+    eps = factors["local3/kernel"][0]
+    assert eps.shape == (1, 1, 32, 1) and eps[0, 0, 0, 0] == 0.001 and eps[0, 0, -1, 0] == 0.003
