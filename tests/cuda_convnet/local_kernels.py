@@ -100,3 +100,13 @@ def np_cnorm_grad(images, grads, size, scale, power, full_window):
             total = sum(prelim[:, a, b] for a in ys for b in xs)
             out[:, y, x] = diffs[:, y, x] * total + grads[:, y, x] * denoms[:, y, x] ** -power
     return out
+
+
+def nhwc(a):
+    """`(C, H, W, N)` -> float32 `(N, H, W, C)`."""
+    return np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
+
+
+def chwn(a):
+    """`(N, H, W, C)` -> float64 `(C, H, W, N)`."""
+    return np.asarray(a, np.float64).transpose(3, 1, 2, 0)

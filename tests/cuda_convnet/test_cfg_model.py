@@ -26,7 +26,7 @@ NETS = {
     "layers-cifar/layers-18pct.cfg": "layers-cifar/layer-params-18pct-noisylr.cfg",
     "layers/layers-145.cfg": "layers/layer-params-145.cfg",
 }
-# The conv-local nets build too: tests/cuda_convnet/test_local_layers.py.
+# The conv-local nets build too: tests/cuda_convnet/test_local_nets.py.
 REFUSED = {
     "layers/layers-178.cfg": "layer 'pool2a' uses rand pooling",
 }
