@@ -17,6 +17,7 @@ __all__ = [
     "GroupedConv2D",
     "LocalResponseNormalization",
     "SpatialResponseNormalization",
+    "window_mean",
 ]
 
 _PACKAGE = "alexnet_keras"
@@ -52,6 +53,27 @@ def _channels_divisible(layer, channels):
 def _as_float32(x):
     """LRN kernels exist for float32 only on CPU; mixed precision comes back here."""
     return (x, x.dtype) if x.dtype == tf.float32 else (tf.cast(x, tf.float32), x.dtype)
+
+
+def window_mean(x, size, before=None):
+    """Sum over a `size` x `size` spatial window of each NHWC pixel, divided by `size**2`.
+
+    The window starts `before` pixels above and left of the pixel (default
+    `size // 2`, cuda-convnet's `-size/2`) and is clipped at the border:
+    missing pixels count as zero, the divisor stays `size**2`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from alexnet_keras.layers import window_mean
+    >>> float(window_mean(np.ones((1, 3, 3, 1), "float32"), 3)[0, 0, 0, 0])  # 4 of 9 pixels
+    0.4444444477558136
+    """
+    before = size // 2 if before is None else before
+    after = size - 1 - before
+    padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+    # A VALID average over the zero-padded map is the clipped window sum / size**2.
+    return tf.nn.avg_pool2d(padded, size, strides=1, padding="VALID")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -226,12 +248,8 @@ class SpatialResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         x, dtype = _as_float32(inputs)
-        before = self.size // 2
-        after = self.size - 1 - before
-        squares = tf.pad(tf.square(x), [[0, 0], [before, after], [before, after], [0, 0]])
-        # A VALID average over the zero-padded squares is the clipped window sum / size**2,
-        # which is exactly the term cuda-convnet scales.
-        mean_sq = tf.nn.avg_pool2d(squares, self.size, strides=1, padding="VALID")
+        # The clipped window sum / size**2 is exactly the term cuda-convnet scales.
+        mean_sq = window_mean(tf.square(x), self.size)
         y = x * tf.pow(self.bias + self.alpha * mean_sq, -self.beta)
         return tf.cast(y, dtype) if dtype != tf.float32 else y
 

@@ -7,6 +7,10 @@ cuda-convnet keeps, per weighted layer, one matrix per input and a bias
   reshaped to `(c, y, x, f)` and transposed to Keras' `(y, x, c, f)`; a
   multi-input conv stacks its inputs along `c` in the net's `inputs=` order,
   which is the order of the `<name>_inputs` concatenation;
+- local `(modules * filterChannels * fs * fs, filters)` (or `(modules, ...,
+  filters)`), module `my * modulesX + mx` (`filter_acts.cu` l.85-87): to
+  `ConvnetLocal2D`'s `(modules, y * fs + x, c, f)`, stacked along `c`;
+  its bias `(filters * modules, 1)`, row `f * modules + m`, to `(my, mx, f)`;
 - fc `(in_features_i, outputs)`, rows in the source's CHW order: image inputs
   are re-ordered to the HWC order of Keras' `Flatten`, then stacked.
 
@@ -37,6 +41,8 @@ def _by_input(layer, entry, source):
 
 
 def _checked(layer, i, matrix, shape, source):
+    if len(shape) == 3 and matrix.shape == (shape[0] * shape[1], shape[2]):
+        matrix = matrix.reshape(shape)  # a local matrix as the file keeps it
     if tuple(matrix.shape) != tuple(shape):
         raise ValueError(
             f"{source}: layer '{layer.name}' input {i} expects a {tuple(shape)} matrix. "
@@ -56,7 +62,7 @@ def mirror_arrays(net, layers, source="the weights"):
         source: named in error messages.
 
     Returns:
-        Keras arrays for every conv and fc layer, float32.
+        Keras arrays for every conv, local and fc layer, float32.
 
     Raises:
         ValueError: a missing layer, or a matrix of the wrong shape.
@@ -85,10 +91,15 @@ def mirror_arrays(net, layers, source="the weights"):
         pairs = enumerate(zip(mats, shapes, strict=True))
         mats = [_checked(layer, i, m, s, source) for i, (m, s) in pairs]
         bias = np.asarray(entry["biases"], np.float32).reshape(-1)
+        if layer.type == "local":  # rows f * modules + m, to (my, mx, f)
+            bias = bias.reshape(layer.output_shape).transpose(1, 2, 0)
         blocks = []
         for name, m in zip(layer.inputs, mats, strict=True):
             shape = net.layer(name).output_shape
-            if layer.type == "conv":
+            if layer.type == "local":
+                fs, (f, my, mx) = layer.params["filterSize"][0], layer.output_shape
+                blocks.append(m.reshape(my * mx, -1, fs * fs, f).transpose(0, 2, 1, 3))
+            elif layer.type == "conv":
                 fs = layer.params["filterSize"][0]
                 c = m.shape[0] // (fs * fs)
                 blocks.append(m.reshape(c, fs, fs, -1).transpose(1, 2, 0, 3))
@@ -97,6 +108,7 @@ def mirror_arrays(net, layers, source="the weights"):
                 blocks.append(m.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1))
             else:
                 blocks.append(m)
-        kernel = np.concatenate(blocks, axis=2 if layer.type == "conv" else 0)
+        axis = 0 if layer.type == "fc" else 2
+        kernel = np.concatenate(blocks, axis=axis)
         out[layer.name] = [np.ascontiguousarray(kernel), bias]
     return out

@@ -17,15 +17,19 @@ parameter file: `cmrnorm` is `LocalResponseNormalization(size, scale, pow,
 minDiv)`, `rnorm` is `SpatialResponseNormalization(size, scale, pow)`, both
 dividing `scale` as cuda-convnet does.
 
-Not built (refused by name): `local` (unshared weights), `cnorm`, unshared
-biases, `maxabs`/`rand` pooling, multi-input layers whose per-input
-geometry differs.
+`local` is `ConvnetLocal2D` and `cnorm` `ContrastNormalization(size,
+scale, pow)` (`local_layers`); the cnorm mean divides as the net's era
+(`net.semantics` "2011": by `size**2`; "2012": by the clipped window).
+
+Not built (refused by name): unshared conv biases, `maxabs`/`rand` pooling,
+multi-input layers whose per-input geometry differs.
 """
 
 import keras
 
 from alexnet_keras.cuda_convnet.cfg_rules import parse_neuron
 from alexnet_keras.cuda_convnet.layers import ConvnetDropout, ConvnetNeuron, ConvnetPool2D
+from alexnet_keras.cuda_convnet.local_layers import ContrastNormalization, ConvnetLocal2D
 from alexnet_keras.layers import (
     GroupedConv2D,
     LocalResponseNormalization,
@@ -54,6 +58,8 @@ def _conv(net, layer, x):
     groups = _one(net, layer, "groups")
     if len(layer.inputs) > 1 and groups > 1:
         raise _refuse(net, layer, "has several inputs and groups > 1")
+    if layer.type == "local":
+        return ConvnetLocal2D(layer.output_shape[0], fs, stride, pad, groups, name=layer.name)(x)
     n = net.layer(layer.inputs[0]).output_shape[1]
     channels, m = layer.output_shape[0], layer.output_shape[1]
     after = (m - 1) * stride + fs - n - pad  # cuda-convnet reads zeros beyond the image
@@ -103,7 +109,7 @@ def _joined(layer, xs):
 
 def _layer(net, layer, xs):
     kind, p = layer.type, layer.params
-    if kind == "conv":
+    if kind in ("conv", "local"):
         return _conv(net, layer, _joined(layer, xs))
     if kind == "fc":
         return _fc(net, layer, xs)
@@ -117,6 +123,11 @@ def _layer(net, layer, xs):
         c = _norm_constants(net, layer)
         return SpatialResponseNormalization(p["size"], c["scale"], c["pow"], 1.0,
                                             name=layer.name)(xs[0])  # fmt: skip
+    if kind == "cnorm":
+        c = _norm_constants(net, layer)
+        divisor = "window" if getattr(net, "semantics", "2012") == "2011" else "clipped"
+        return ContrastNormalization(p["size"], c["scale"], c["pow"], divisor,
+                                     name=layer.name)(xs[0])  # fmt: skip
     if kind == "neuron":
         neuron, params = parse_neuron(p["neuron"])
         return ConvnetNeuron(neuron, params, name=layer.name)(xs[0])
@@ -133,10 +144,6 @@ def _layer(net, layer, xs):
 def _check_supported(net):
     """Refuses what cannot be built before anything is, whatever the params file says."""
     for layer in net.layers:
-        if layer.type == "local":
-            raise _refuse(net, layer, "is a locally connected layer (unshared weights)")
-        if layer.type == "cnorm":
-            raise _refuse(net, layer, "is a contrast norm (cnorm)")
         if layer.type == "pool" and layer.params["pool"] not in ("max", "avg"):
             raise _refuse(net, layer, f"uses {layer.params['pool']} pooling")
         if layer.type == "conv" and not layer.params.get("sharedBiases", True):

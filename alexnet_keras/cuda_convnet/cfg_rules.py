@@ -50,7 +50,7 @@ CHM_TYPES = SUPPORTED_TYPES + (
 )  # fmt: skip
 WEIGHT_TYPES = ("conv", "local", "fc", "treefc")
 # The weighted types `cfg_model` builds in Keras (local and treefc are refused by name).
-BUILT_WEIGHT_TYPES = ("conv", "fc")
+BUILT_WEIGHT_TYPES = ("conv", "local", "fc")
 NORM_TYPES = ("cmrnorm", "rnorm", "cnorm")
 # Neuron name -> allowed parameter counts. CHM requires `tanh[a,b]`; a bare
 # `tanh` is accepted here as a = b = 1.

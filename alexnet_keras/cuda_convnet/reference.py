@@ -18,6 +18,13 @@ agreement between the two is evidence that the conversion is right.
 - cmrnorm: `x * (minDiv + scale/size * sum_{f-size//2 ...} x^2) ** -pow` over
   the layer's own channels (one GPU half); rnorm: `1 + scale/size**2 * sum`
   over a clipped `size x size` window starting at `-size//2`.
+- local: the conv's sizes, but module `my*modulesX + mx` has its own
+  `(C*fs*fs, F)` block of the `(modules*C*fs*fs, F)` matrix
+  (`filter_acts.cu` l.85-87) and bias row `f*modules + m` (`layer.cu`
+  l.559-561); cnorm: `x * (1 + scale/size**2 * sum (x - mean)^2) ** -pow`,
+  mean over the same clipped window divided by its pixel count, or by
+  size**2 for a net of the 2011 era (`layer.cu` l.916-921, `conv_util.cu`
+  l.747-808).
 - neurons as `layer.py` lists them; `hs` multiplies by `keep` (not inverted).
 """
 
@@ -90,6 +97,49 @@ def _rnorm(x, size, scale, power):
     return x * (1.0 + scale / size**2 * sums) ** -power
 
 
+def _local(inputs, weights, bias, fs, stride, pad, groups):
+    size, n = inputs[0].shape[1], inputs[0].shape[3]
+    modules = 1 + math.ceil((2 * pad + size - fs) / stride)
+    filters = weights[0].shape[-1]
+    out = np.zeros((filters, modules, modules, n))
+    for image, w in zip(inputs, weights, strict=True):
+        c = image.shape[0]
+        fc, per_group = c // groups, filters // groups
+        w = w.reshape(modules, modules, fc, fs, fs, filters)
+        reach = max((modules - 1) * stride + fs, pad + size)
+        padded = np.zeros((c, reach, reach, n))  # pixels outside the image read 0
+        padded[:, pad : pad + size, pad : pad + size] = image
+        for my in range(modules):
+            for mx in range(modules):
+                y0, x0 = my * stride, mx * stride
+                patch = padded[:, y0 : y0 + fs, x0 : x0 + fs]
+                for g in range(groups):
+                    outs = slice(g * per_group, (g + 1) * per_group)
+                    out[outs, my, mx] += np.einsum("cyxn,cyxf->fn", patch[g * fc : (g + 1) * fc],
+                                                   w[my, mx, :, :, :, outs])  # fmt: skip
+    return out + bias.reshape(filters, modules, modules, 1)
+
+
+def _cnorm(x, size, scale, power, full_window):
+    _, h, w, _ = x.shape
+    first = -(size // 2)
+    diffs = np.empty_like(x)
+    for y in range(h):
+        y0, y1 = max(y + first, 0), min(y + first + size, h)
+        for xx in range(w):
+            x0, x1 = max(xx + first, 0), min(xx + first + size, w)
+            window = x[:, y0:y1, x0:x1]
+            count = size**2 if full_window else window.shape[1] * window.shape[2]
+            diffs[:, y, xx] = x[:, y, xx] - window.sum(axis=(1, 2)) / count
+    sums = np.zeros_like(x)
+    for y in range(h):
+        y0, y1 = max(y + first, 0), min(y + first + size, h)
+        for xx in range(w):
+            x0, x1 = max(xx + first, 0), min(xx + first + size, w)
+            sums[:, y, xx] = (diffs[:, y0:y1, x0:x1] ** 2).sum(axis=(1, 2))
+    return x * (1.0 + scale / size**2 * sums) ** -power
+
+
 def _neuron(text, x):
     name, _, rest = text.partition("[")
     a, b = (float(v) for v in rest.rstrip("]").split(",")) if rest else (1.0, 1.0)
@@ -149,10 +199,11 @@ def forward(net, images, layers):
         if kind.startswith("cost."):
             continue
         arrays = layers.get(layer.name, {})
-        if kind == "conv":
+        if kind in ("conv", "local"):
             bias = np.asarray(arrays["biases"], np.float64)
-            out = _conv(ins, _matrices(net, layer, arrays), bias, p["filterSize"][0],
-                        p["stride"][0], p["padding"][0], p["groups"][0])  # fmt: skip
+            step = _local if kind == "local" else _conv
+            out = step(ins, _matrices(net, layer, arrays), bias, p["filterSize"][0],
+                       p["stride"][0], p["padding"][0], p["groups"][0])  # fmt: skip
         elif kind == "fc":
             out = sum(_features(x) @ w
                       for x, w in zip(ins, _matrices(net, layer, arrays), strict=True))  # fmt: skip
@@ -166,6 +217,10 @@ def forward(net, images, layers):
         elif kind == "rnorm":
             c = config[layer.name]
             out = _rnorm(ins[0], p["size"], c["scale"], c["pow"])
+        elif kind == "cnorm":
+            c = config[layer.name]
+            era = getattr(net, "semantics", "2012") == "2011"
+            out = _cnorm(ins[0], p["size"], c["scale"], c["pow"], full_window=era)
         elif kind == "neuron":
             out = _neuron(p["neuron"], ins[0])
         elif kind == "hs":

@@ -151,6 +151,11 @@ def build(net, num_classes, seed):
     return model, full
 
 
+# The kernel axis that holds the inputs' rows: Dense (in, out), Conv2D (y, x, c, f),
+# ConvnetLocal2D (module, y * fs + x, c, f).
+_INPUT_AXIS = {"fc": 0, "conv": 2, "local": 2}
+
+
 def _input_sizes(net, layer):
     """Rows of the kernel's input axis per input, in `inputs=` order."""
     sizes = []
@@ -181,7 +186,7 @@ def init_weights(model, net, seed):
         target = model.get_layer(layer.name)
         kernel, bias = target.get_weights()
         stds = layer.params.get("initW") or (0.01,) * len(layer.inputs)
-        axis = 0 if layer.type == "fc" else 2
+        axis = _INPUT_AXIS[layer.type]
         std = _per_input(stds, _input_sizes(net, layer), kernel.shape, axis)
         kernel = (rng.standard_normal(kernel.shape) * std).astype(kernel.dtype)
         bias = np.full(bias.shape, layer.params.get("initB") or 0.0, bias.dtype)
@@ -199,7 +204,7 @@ def gradient_factors(model, net):
         if v.path.split("/")[-1] == "bias":
             out.append((entry["epsB"] * coeff, 0.0))
             continue
-        sizes, axis = _input_sizes(net, layer), 0 if layer.type == "fc" else 2
+        sizes, axis = _input_sizes(net, layer), _INPUT_AXIS[layer.type]
         eps = _per_input(entry["epsW"], sizes, v.shape, axis)
         wc = _per_input(entry["wc"], sizes, v.shape, axis)
         out.append((eps * coeff, wc / coeff))

@@ -305,15 +305,16 @@ def test_cli_errors_for_half_a_cfg_pair_finetune_and_unbuildable_nets(tmp_path):
     layers, params = write_cfg(tmp_path)
     runner, base = CliRunner(), ["--dataset", f"folder:{MINI}", "--model-dir", str(tmp_path / "r")]
     missing = str(tmp_path / "no.cfg")
+    rand, rand80 = tmp_path / "rand.cfg", EXAMPLES / "layer-params-80sec.cfg"
+    rand.write_text((EXAMPLES / "layers-80sec.cfg").read_text().replace("pool=avg", "pool=rand"))
     cases = [
         (["train", *base, "--chm-layers", str(layers)], "go together"),
         (["finetune", *base, "--chm-layers", str(layers), "--chm-params", str(params)],
          "use `train`"),
         (["train", *base, "--chm-layers", missing, "--chm-params", str(params)],
          "no.cfg: no such file"),
-        (["train", *base, "--chm-layers", str(EXAMPLES / "layers-conv-local-13pct.cfg"),
-          "--chm-params", str(EXAMPLES / "layer-params-conv-local-13pct.cfg")],
-         "layers-conv-local-13pct.cfg: layer 'local3' is a locally connected layer"),
+        (["train", *base, "--chm-layers", str(rand), "--chm-params", str(rand80)],
+         "rand.cfg: layer 'pool2' uses rand pooling"),
         (["train", *base, "--milestones", "3,x"], "expected epochs such as 120,130"),
     ]  # fmt: skip
     for args, message in cases:
