@@ -125,7 +125,7 @@ def _layer(net, layer, xs):
                                             name=layer.name)(xs[0])  # fmt: skip
     if kind == "cnorm":
         c = _norm_constants(net, layer)
-        divisor = "window" if getattr(net, "semantics", "2012") == "2011" else "clipped"
+        divisor = net.pool_divisor  # cnorm's mean follows the era like avg pooling
         return ContrastNormalization(p["size"], c["scale"], c["pow"], divisor,
                                      name=layer.name)(xs[0])  # fmt: skip
     if kind == "neuron":

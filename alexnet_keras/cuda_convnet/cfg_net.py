@@ -309,8 +309,8 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
         config, texts = read_training_config(cfg, params_cfg, True), (cfg.text, params_cfg.text)
     comments = tuple(text for _, text in cfg.comments)
     era, era_why = decide_era(cfg.text, old_syntax, semantics)
-    if any(x.type == "pool" and x.params["pool"] == "avg" for x in layers):
-        notes.append(era_why)  # only average pools tell the eras apart
+    if any(x.type == "cnorm" or x.params.get("pool") == "avg" for x in layers):
+        notes.append(era_why)  # only window means (avg pools, cnorm) tell the eras apart
     return ChmNet(tuple(layers), str(cfg.path), image_size, config, comments, (why, *notes), texts,
                   era)  # fmt: skip
 

@@ -2,11 +2,13 @@
 
 The same cfg text computes two different nets depending on the code that
 ran it (`docs/formats.md` §1.3). The one difference alexnet-keras models is
-the average pool's divisor: public cuda-convnet 1 as of SVN r331/r333
-(2011-09-18) divides a window's sum by the full window area, clipped border
-windows included (`src/layer.cu` l.476 `AvgPooler(_sizeX*_sizeX)`,
-`conv_util.cuh` l.50-65); r556 (2012-07-17), CHM's 2012 code (`src/layer.cu`
-l.1307) and cuda-convnet2 divide by the clipped window's pixel count.
+the divisor of a window mean, in average pools and in cnorm's mean: public
+cuda-convnet 1 as of SVN r331/r333 (2011-09-18) divides a window's sum by
+the full window area, clipped border windows included (`src/layer.cu`
+l.476 `AvgPooler(_sizeX*_sizeX)`, `conv_util.cuh` l.50-65); r556
+(2012-07-17), CHM's 2012 code (`src/layer.cu` l.1307) and cuda-convnet2
+divide by the clipped window's pixel count (`local_layers.ContrastNormalization`
+cites cnorm's lines).
 
 `decide` picks the era of a def file, in this order:
 
@@ -29,9 +31,9 @@ __all__ = ["HELP", "SEMANTICS", "decide", "text_digest"]
 SEMANTICS = ("2011", "2012")
 # The --convnet-semantics help of every command that reads a cfg net.
 HELP = (
-    "The cuda-convnet a cfg net computes with: 2011 (r331-r333: average pools divide by the "
-    "full window) or 2012 (CHM, r556+: by the clipped window). Default: decided from the "
-    "def file."
+    "The cuda-convnet a cfg net computes with: 2011 (r331-r333: average pools and cnorm's "
+    "mean divide by the full window) or 2012 (CHM, r556+: by the clipped window). Default: "
+    "decided from the def file."
 )
 
 # sha256 of `text_digest` of the def files of the CHM release's `example-layers/`,
@@ -83,21 +85,21 @@ def decide(text, old_syntax_layers=(), given=None):
     >>> decide("[data]\\ntype=data\\ndataIdx=0\\n")[0]
     '2012'
     >>> decide("", given="2011")
-    ('2011', 'cuda-convnet 2011 semantics (given): average pools divide by the full window')
+    ('2011', 'cuda-convnet 2011 semantics (given): window means divide by the full window')
     """
     if given is not None and given not in SEMANTICS:
         raise ValueError(f"semantics must be one of {SEMANTICS}. Received: {given!r}")
     pools = {"2011": "divide by the full window", "2012": "divide by the clipped window"}
     if given is not None:
-        return given, f"cuda-convnet {given} semantics (given): average pools {pools[given]}"
+        return given, f"cuda-convnet {given} semantics (given): window means {pools[given]}"
     era = "cuda-convnet 2011 semantics (r331-r333)"
     if old_syntax_layers:
         names = ", ".join(old_syntax_layers)
         return "2011", (
             f"{era}: {names} use cuda-convnet 1 syntax, which CHM's 2012 code rejects; "
-            f"average pools {pools['2011']}"
+            f"window means {pools['2011']}"
         )
     known = R333_DEF_FILES.get(text_digest(text))
     if known:
-        return "2011", f"{era}: the def file is r331-r333's {known}; average pools {pools['2011']}"
-    return "2012", f"cuda-convnet 2012 semantics (CHM, r556+): average pools {pools['2012']}"
+        return "2011", f"{era}: the def file is r331-r333's {known}; window means {pools['2011']}"
+    return "2012", f"cuda-convnet 2012 semantics (CHM, r556+): window means {pools['2012']}"

@@ -219,8 +219,9 @@ def forward(net, images, layers):
             out = _rnorm(ins[0], p["size"], c["scale"], c["pow"])
         elif kind == "cnorm":
             c = config[layer.name]
-            era = getattr(net, "semantics", "2012") == "2011"
-            out = _cnorm(ins[0], p["size"], c["scale"], c["pow"], full_window=era)
+            out = _cnorm(
+                ins[0], p["size"], c["scale"], c["pow"], full_window=net.semantics == "2011"
+            )
         elif kind == "neuron":
             out = _neuron(p["neuron"], ins[0])
         elif kind == "hs":

@@ -182,8 +182,6 @@ def test_a_2011_net_takes_the_full_window_cnorm_mean():
 
     net = read_net(CfgText("cnorm.cfg", _CNORM_NET), CfgText("cnorm-params.cfg", _CNORM_PARAMS),
                    image_size=8)  # fmt: skip
-    if "semantics" not in {f.name for f in dataclasses.fields(net)}:
-        pytest.skip("this cfg_net has no era (net.semantics) yet")
     layers = cf.layers_from_net(net, seed=5)
     images = np.random.default_rng(3).standard_normal((3, 8, 8, 2)) * 5
     got = {}
