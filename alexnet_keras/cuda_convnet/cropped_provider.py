@@ -161,7 +161,7 @@ class CroppedProvider(MemoryProvider):
                          batch_size=batch_size, seed=seed, mean=mean, arrays=arrays)  # fmt: skip
         self.border, self.crop = border, crop
         self.views = view_offsets(border, era) if multiview else [(border, border, False)]
-        self.multiview = multiview
+        self.multiview, self.era = multiview, era
         self.crop_mean = self.mean[border : border + crop, border : border + crop]
 
     def choices(self, epoch):

@@ -26,8 +26,8 @@ import pathlib
 import re
 import types
 
-from alexnet_keras.training import config_file
-from alexnet_keras.training.config_checks import check_value, shown_value
+from alexnet_keras.training import chm_data, config_file
+from alexnet_keras.training.config_checks import check_local, check_value, shown_value
 from alexnet_keras.variants import WEIGHTED_LAYERS, check_input_size
 
 __all__ = ["COMMAND_DEFAULTS", "EVAL_IMAGES", "MUTABLE", "OPTIONS", "TrainConfig", "check_resume",
@@ -41,6 +41,7 @@ CHOICES = {
     "variant": (None, "bvlc", "caffenet", "chm2012"),
     "trainable_from": (None, *WEIGHTED_LAYERS),
     "command": ("finetune", "train"),
+    "chm_provider": chm_data.PROVIDERS,
 }
 
 
@@ -105,6 +106,10 @@ class TrainConfig:
     milestones: tuple = ()
     chm_layers: str | None = None
     chm_params: str | None = None
+    chm_provider: str | None = None  # `chm_data`: a cfg run's provider, views and batches
+    multiview: bool = False
+    train_range: str | None = None
+    test_range: str | None = None
     command: str = "finetune"
     # The parsed cfg pair of a cfg run (`cuda_convnet.cfg_net.read_net`); not saved.
     chm_net: object = dataclasses.field(default=None, compare=False, repr=False)
@@ -155,7 +160,7 @@ CHM_DEFAULTS = {
     "epochs": 30,
 }
 CHM_NOT_APPLICABLE = (
-    "weights", "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
+    "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
     "head_lr_mult", "lr_mults", "freeze_backbone", "trainable_from", "cache_features",
     "feature_layer", "cache_flip", "ten_crop", "pca_std", "mixed_precision"
 )  # fmt: skip
@@ -207,8 +212,9 @@ OPTIONS = {
     "log_every": (int, "Steps between progress lines."),
     "chm_layers": (str, "A CHM layers-*.cfg to train instead of AlexNet."),
     "chm_params": (str, "Its layer-params-*.cfg (lrs, momentum, decay)."),
+    **chm_data.OPTIONS,
 }  # fmt: skip
-TRAIN_ONLY = ("chm_layers", "chm_params")
+TRAIN_ONLY = ("chm_layers", "chm_params", *chm_data.OPTIONS)
 
 # Images of a default validation pass (`--eval-steps` unset). AlexNet evaluates 10 to 30
 # images/s on 2 CPU cores, so a pass takes one to three minutes, next to a CIFAR-10
@@ -217,7 +223,7 @@ TRAIN_ONLY = ("chm_layers", "chm_params")
 EVAL_IMAGES = 2000
 
 MUTABLE = {"epochs", "checkpoint_every", "max_to_keep", "log_every", "eval_steps", "strategy",
-           "cpu_devices", "data_dir", "strict_data", "model_dir"}  # fmt: skip
+           "cpu_devices", "data_dir", "strict_data", "model_dir", "multiview"}  # fmt: skip
 
 
 def defaults(command):
@@ -231,25 +237,9 @@ def defaults(command):
     return {**_COMMON, **COMMAND_DEFAULTS[command], "command": command}
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def _check_local(config):
-    """Refuses `gs://` and other TF file-system URLs, before a `./gs:` folder can be made."""
-    folder = config.dataset[len("folder:") :] if config.dataset.startswith("folder:") else None
-    for flag, value, why in (
-        ("--model-dir", config.model_dir, "the run folder's lock file and its checkpoints' "
-         "atomic renames need a POSIX file system; train into a local folder, then copy it"),
-        ("--data-dir", config.data_dir, "datasets are read from the local file system; "
-         "copy the TFDS data dir to a local folder first"),
-        ("--dataset folder:", folder, "image folders are read from the local file system"),
-    ):  # fmt: skip
-        if isinstance(value, str) and _URL.match(value):
-            raise ValueError(f"{flag} {value}: a URL, not a local folder ({why})")
-
-
 def _validate(config):
-    _check_local(config)
+    check_local(config)
+    chm_data.check(config)
     for key, annotation in _FIELDS.items():
         check_value(key, getattr(config, key), annotation)
     for key, choices in CHOICES.items():
@@ -369,6 +359,9 @@ def _chm_defaults(command, given):
         if not pathlib.Path(given[key]).is_file():
             raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
     net = read_net(given["chm_layers"], given["chm_params"])
+    size = chm_data.net_image_size(net.image_size, given.get("chm_provider"))
+    if size != net.image_size:  # --chm-provider: whole 32x32 images, or 24x24 crops
+        net = read_net(given["chm_layers"], given["chm_params"], image_size=size)
     r = recipe(net)
     out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],
                milestones=r["milestones"], schedule=r["schedule"])  # fmt: skip
