@@ -104,15 +104,7 @@ def seeded_permutation(n, *words):
 
 
 def seeded_integers(n, high, *words):
-    """`n` integers in `0..high-1`, a pure function of `n`, `high` and `words` (SplitMix64 keys).
-
-    Example:
-
-    >>> from alexnet_keras.data.image_folder import seeded_integers
-    >>> v = seeded_integers(1000, 9, 0, 1)
-    >>> int(v.min()), int(v.max()), (v == seeded_integers(1000, 9, 0, 1)).all()
-    (0, 8, np.True_)
-    """
+    """`n` ints in `0..high-1`, a pure function of its arguments, as `seeded_permutation` is."""
     return (_keys(n, *words) % np.uint64(high)).astype(np.int64)
 
 
