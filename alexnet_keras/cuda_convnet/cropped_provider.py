@@ -39,7 +39,11 @@ test batch is 6 (Data.wiki l.11-27). TFDS `cifar10` numbers its training
 examples `train_00000..train_49999` in `data_batch_1..5` order
 (`tensorflow_datasets/image_classification/cifar.py`, `_generate_examples`:
 one running index over the five files), so batch `b` is ids
-`(b-1)*10000 .. b*10000-1`. `select_batches` picks them.
+`(b-1)*10000 .. b*10000-1`. `select_batches` picks them. A copy prepared
+another way may number them otherwise: the archive's `data_batch_1` starts
+with the labels 6 9 9 4 1 1 2 7 8 3 (every loader of the original files,
+e.g. `keras.datasets.cifar10`, reads them so), and `follows_archive` checks
+that ids `train_00000..09` carry them.
 """
 
 import numpy as np
@@ -47,12 +51,14 @@ import numpy as np
 from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
 from alexnet_keras.data.image_folder import seeded_integers, seeded_permutation
 
-__all__ = ["BORDER", "CroppedProvider", "VIEWS", "parse_range", "select_batches", "view_offsets"]
+__all__ = ["BORDER", "CroppedProvider", "VIEWS", "follows_archive", "parse_range", "select_batches",
+           "view_offsets"]  # fmt: skip
 
 BORDER = 4  # `--crop-border`'s default, `convnet.py` l.180
 VIEWS = {"2011": 9, "2012": 10}  # multiview views by code era (see the module docstring)
 CIFAR_BATCH = 10000  # images per data_batch_N file
 TEST_BATCH = 6  # the test set, as cuda-convnet's CIFAR-10 folder numbers it
+ARCHIVE_FIRST_LABELS = (6, 9, 9, 4, 1, 1, 2, 7, 8, 3)  # data_batch_1's first ten
 
 
 def view_offsets(border, era="2012"):
@@ -116,6 +122,22 @@ def select_batches(batches, train, test, train_ids):
         rows = order[(index[order] >= (b - 1) * CIFAR_BATCH) & (index[order] < b * CIFAR_BATCH)]
         parts.append(tuple(a[rows] for a in train))
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(2))
+
+
+def follows_archive(labels, ids):
+    """Whether `ids` `train_00000..09` carry `data_batch_1`'s first labels (`ARCHIVE_FIRST_LABELS`).
+
+    Example:
+
+    >>> ids = np.array([f"train_{i:05d}" for i in range(10)])[::-1]
+    >>> follows_archive(np.array(ARCHIVE_FIRST_LABELS[::-1]), ids)
+    True
+    """
+    first = {f"train_{i:05d}": None for i in range(len(ARCHIVE_FIRST_LABELS))}
+    for i, label in zip(ids, labels, strict=True):
+        if str(i) in first:
+            first[str(i)] = int(label)
+    return tuple(first.values()) == ARCHIVE_FIRST_LABELS
 
 
 def _crop(images, rows, cols):

@@ -72,9 +72,14 @@ def _dataset_side(splits, size):
 
 
 def _range_arrays(config, splits, side, channels):
-    """`(arrays, full training mean)` of `--train-range`/`--test-range` over CIFAR-10."""
+    """`(arrays, full training mean, note)` of `--train-range`/`--test-range` over CIFAR-10."""
     from alexnet_keras.cuda_convnet.cifar_provider import load_split
-    from alexnet_keras.cuda_convnet.cropped_provider import TEST_BATCH, parse_range, select_batches
+    from alexnet_keras.cuda_convnet.cropped_provider import (
+        TEST_BATCH,
+        follows_archive,
+        parse_range,
+        select_batches,
+    )
     from alexnet_keras.data.sources import tfds_ids
 
     if config.dataset != "cifar10":
@@ -91,7 +96,12 @@ def _range_arrays(config, splits, side, channels):
     arrays = [select_batches(r, train, test, ids) for r in ranges]
     # The mean of all five training files, as the one batches.meta of cuda-convnet's CIFAR-10
     # holds, so a run that folds batch 5 in later sees the same inputs.
-    return arrays, train[0].mean(axis=0, dtype=np.float64)
+    note = "" if follows_archive(train[1], ids) else (
+        f"; this {config.dataset}'s ids do not follow the archive's data_batch_1..5 order "
+        "(train_00000..09 lack data_batch_1's first labels), so batch b is ids "
+        "(b-1)*10000..b*10000-1: fixed sets of 10,000 images, not the archive's files"
+    )  # fmt: skip
+    return arrays, train[0].mean(axis=0, dtype=np.float64), note
 
 
 def provider(config, splits, net, mean=None):
@@ -112,13 +122,13 @@ def provider(config, splits, net, mean=None):
     if not cropped and config.multiview:
         raise ValueError(f"--multiview: the views are crops, and {net.source} reads whole "
                          f"{size}x{size} images")  # fmt: skip
-    arrays = None
+    arrays, order_note = None, ""
     if config.train_range or config.test_range:
-        arrays, full_mean = _range_arrays(config, splits, side, c)
+        arrays, full_mean, order_note = _range_arrays(config, splits, side, c)
         mean = full_mean if mean is None else mean
     common = dict(channels=c, batch_size=config.batch_size, seed=config.seed, mean=mean,
                   arrays=arrays)  # fmt: skip
-    ranges = f", batches {config.train_range or '1-5'} / {config.test_range or '6'}"
+    ranges = f", batches {config.train_range or '1-5'} / {config.test_range or '6'}{order_note}"
     if not cropped:
         p = MemoryProvider(splits, config.dataset, image_size=size, **common)
         return p, (f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel "
