@@ -15,7 +15,7 @@ Methodology's held-out protocol (examples/chm_cifar10/README.md).
 
 import numpy as np
 
-__all__ = ["OPTIONS", "check", "net_image_size", "provider", "record", "start_from"]
+__all__ = ["OPTIONS", "check", "net_image_size", "provider", "record", "sized_net", "start_from"]
 
 PROVIDERS = (None, "cifar", "cifar-cropped")
 OPTIONS = {
@@ -62,6 +62,22 @@ def net_image_size(default, provider_name):
     if provider_name == "cifar" and default == _CROP:
         return _CIFAR_SIDE
     return default
+
+
+def sized_net(net, given):
+    """`net` read again at the side `--chm-provider` implies (`net_image_size`), if another."""
+    import dataclasses
+
+    from alexnet_keras.cuda_convnet.cfg_net import read_net
+
+    name = given.get("chm_provider")
+    size = net_image_size(net.image_size, name)
+    if size == net.image_size:
+        return net
+    net = read_net(given["chm_layers"], given["chm_params"], image_size=size)
+    what = "24x24 crops of the 32x32 images" if size == _CROP else "whole 32x32 images"
+    return dataclasses.replace(net, notes=(f"image size {size}: --chm-provider {name} reads "
+                                           f"{what}", *net.notes[1:]))  # fmt: skip
 
 
 def _dataset_side(splits, size):

@@ -126,12 +126,16 @@ class TrainConfig:
             object.__setattr__(self, "lr_mults", types.MappingProxyType(dict(self.lr_mults)))
 
     def as_dict(self):
-        """The keys and values `config.yaml` holds (the command last; no `chm_net`)."""
+        """The keys and values `config.yaml` holds (the command last; no `chm_net`; the
+        `chm_data` options only when set)."""
         out = {}
         for field in dataclasses.fields(self):
             if field.name != "chm_net":
                 out[field.name] = getattr(self, field.name)
         out["milestones"] = list(self.milestones)
+        for key in chm_data.OPTIONS:  # unset, left out: older runs' config.yaml and run_id hold
+            if out[key] in (None, False):
+                del out[key]
         out["lr_mults"] = None if self.lr_mults is None else dict(self.lr_mults)
         return out
 
@@ -358,10 +362,7 @@ def _chm_defaults(command, given):
     for key in ("chm_layers", "chm_params"):
         if not pathlib.Path(given[key]).is_file():
             raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
-    net = read_net(given["chm_layers"], given["chm_params"])
-    size = chm_data.net_image_size(net.image_size, given.get("chm_provider"))
-    if size != net.image_size:  # --chm-provider: whole 32x32 images, or 24x24 crops
-        net = read_net(given["chm_layers"], given["chm_params"], image_size=size)
+    net = chm_data.sized_net(read_net(given["chm_layers"], given["chm_params"]), given)
     r = recipe(net)
     out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],
                milestones=r["milestones"], schedule=r["schedule"])  # fmt: skip

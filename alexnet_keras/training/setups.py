@@ -338,7 +338,9 @@ def cfg_setup(config, strategy, splits, info):
     from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
     from alexnet_keras.training import chm_data
 
-    net = config.chm_net or read_net(config.chm_layers, config.chm_params)
+    net = config.chm_net or chm_data.sized_net(
+        read_net(config.chm_layers, config.chm_params), config.as_dict()
+    )
     with strategy.scope():
         model, full = update_rule.build(net, len(info.class_names), config.seed)
     mean = chm_data.start_from(config.weights, net, full)

@@ -61,6 +61,7 @@ def test_a_cropped_run_records_its_provider_and_evaluate_uses_its_multiview(tmp_
         result.output
     )
     assert "validation on 10 views (2012 code), softmax averaged" in result.output
+    assert "image size 24: --chm-provider cifar-cropped reads 24x24 crops" in result.output
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["chm_provider"] == "cifar-cropped" and saved["multiview"] is True
     weights = run / "model.weights.h5"
