@@ -177,7 +177,7 @@ OPTIONS = {
     "dataset": (str, "A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
     "data_dir": (str, "The TFDS data dir (default: $TFDS_DATA_DIR)."),
     "weights": (str, "A release (imagenet = bvlc_alexnet), a .weights.h5, a .npy, .caffemodel or "
-                     "cuda-convnet checkpoint, or none."),
+                     "cuda-convnet checkpoint, or none; with --chm-layers, a cfg run's weights."),
     "variant": ("choice", "Default: the weights', else bvlc."),
     "input_size": (int, "224..227; default: the weights'."),
     "epochs": (int, ""),
