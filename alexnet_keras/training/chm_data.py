@@ -34,8 +34,6 @@ _CIFAR_SIDE, _CROP = 32, 24
 
 def check(config):
     """Refuses the options of this module outside a cfg run, and bad batch ranges."""
-    from alexnet_keras.cuda_convnet.cropped_provider import parse_range
-
     given = [k for k in OPTIONS if getattr(config, k) not in (None, False)]
     if given and not config.chm_layers:
         shown = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -46,6 +44,8 @@ def check(config):
         )
     for key in ("train_range", "test_range"):
         if getattr(config, key) is not None:
+            from alexnet_keras.cuda_convnet.cropped_provider import parse_range
+
             parse_range(getattr(config, key), "--" + key.replace("_", "-"))
 
 
