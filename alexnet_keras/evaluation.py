@@ -71,8 +71,9 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     protocol = protocol or weights_protocol(meta)
     _check_classes(path, meta, info, dataset)
     classes = len(info.class_names)
+    views = None
     if mirror:
-        ds = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
+        ds, views = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
     else:
         model = AlexNet(weights=path)
         ds = data.eval_pipeline(
@@ -84,7 +85,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         total = min(total, max_batches * batch_size)
     meter = Progress(total, label="evaluate", unit="images", stream=progress,
                      enabled=progress is not None and total > batch_size)  # fmt: skip
-    confusion, top5_hits = _score(model, ds, classes, ten_crop, max_batches, meter)
+    confusion, top5_hits = _score(model, ds, classes, ten_crop or views, max_batches, meter)
     count = int(confusion.sum())
     # Listed files that failed their check, and (over a whole split) images that did not decode.
     skipped = int(info.skipped.get(split, 0)) + (total - count if max_batches is None else 0)
@@ -97,6 +98,7 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         "dataset": dataset,
         "split": split,
         "ten_crop": ten_crop,
+        "views": views,
         "protocol": None if mirror else protocol,
         "count": count,
         "skipped": skipped,
@@ -191,22 +193,36 @@ def _write_confusion(out, names, confusion):
 
 
 def _cfg_batches(path, model, meta, ds, dataset, batch_size):
-    """cuda-convnet's provider: whole images minus the run's per-pixel mean."""
+    """`(batches, views)`: cuda-convnet's provider, whole images minus the run's per-pixel
+    mean; or, for a net that reads less than its mean image (trained on crops), the
+    cropped provider's multiview set (`cuda_convnet.cropped_provider`), `views` naming it."""
     from alexnet_keras.cuda_convnet.cifar_provider import batches, load_split
+    from alexnet_keras.cuda_convnet.cropped_provider import VIEWS, CroppedProvider
 
     size, _, channels = model.input_shape[1:]
     if meta.get("mean") is None:
         raise ValueError(f"{path}: holds no mean image; cfg nets read images minus their mean")
     mean = np.asarray(meta["mean"], np.float32).transpose(1, 2, 0)
-    if mean.shape != (size, size, channels):
+    side = mean.shape[0]
+    if mean.shape[1:] != (side, channels) or side < size or (side - size) % 2:
         raise ValueError(f"{path}: its mean image is {mean.shape}, the net reads {size}x{size}")
-    arrays = load_split(ds, dataset, size, channels)
-    return batches(arrays, mean, np.arange(len(arrays[1])), batch_size)
+    arrays = load_split(ds, dataset, side, channels)
+    if side == size:
+        return batches(arrays, mean, np.arange(len(arrays[1])), batch_size), None
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    record = source.get("provider") if isinstance(source.get("provider"), dict) else {}
+    era = record.get("multiview_era") if record.get("multiview_era") in VIEWS else "2012"
+    empty = tuple(a[:0] for a in arrays)
+    provider = CroppedProvider(None, dataset, image_size=side, crop=size, channels=channels,
+                               batch_size=batch_size, mean=mean, multiview=True, era=era,
+                               arrays=(empty, arrays))  # fmt: skip
+    return provider.eval(), f"{VIEWS[era]} views of {size}x{size} ({era} cuda-convnet)"
 
 
 def _how(result):
     parts = [f"protocol {result['protocol']}"] if result.get("protocol") else []
     parts += ["ten crops"] if result["ten_crop"] else []
+    parts += [result["views"]] if result.get("views") else []
     parts += [f"{result['skipped']} skipped"] if result.get("skipped") else []
     return "".join(f", {p}" for p in parts)
 

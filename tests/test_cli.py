@@ -113,7 +113,8 @@ def test_finetune_and_train_help_show_their_own_options_and_defaults(runner):
     assert "[default: no-decay-biases]" in finetune["--decay-biases"]
     assert "--chm-layers" in train and "--chm-params" in train
     assert "--chm-layers" not in finetune and "--chm-params" not in finetune
-    train_only = {"--chm-layers", "--chm-params", "--convnet-semantics"}
+    train_only = {"--chm-layers", "--chm-params", "--convnet-semantics", "--chm-provider",
+                  "--multiview", "--train-range", "--test-range"}  # fmt: skip
     assert set(finetune) | train_only == set(train)
 
 

@@ -212,7 +212,8 @@ def _topological(nodes):
 
 
 def _default_image_size(source, path, nodes):
-    """224 for the ImageNet nets, else 32 (CIFAR): only the data provider knew the size."""
+    """224 for the ImageNet nets, 24 for CIFAR nets with `local` layers, else 32 (CIFAR): only
+    the data provider knew the size."""
     on_disk = not isinstance(source, CfgText)  # a stored text has no folder to go by
     if on_disk and pathlib.Path(path).resolve().parent.name == "layers":
         return 224, "image size 224: the def file is in a layers/ folder (the ImageNet nets)"
@@ -224,6 +225,12 @@ def _default_image_size(source, path, nodes):
                 224,
                 f"image size 224: {node.name!r} reads the images with {max(sizes)}-pixel filters",
             )
+    local = next((n.name for n in nodes.values() if n.type == "local"), None)
+    if local:  # Methodology.wiki l.11: the conv-local nets train on 24x24 crops of CIFAR-10
+        return 24, (
+            f"image size 24: {local!r} is a local layer, and cuda-convnet's conv-local CIFAR nets "
+            "read 24x24 crops of the 32x32 images (its cropped provider, --crop-border 4)"
+        )
     return 32, "image size 32 (CIFAR): no layers/ folder and no 11-pixel filters on the images"
 
 
@@ -240,7 +247,8 @@ def read_net(layers_path, params_path=None, *, image_size=None, image_channels=3
         image_size: the side of the input images. The def file does not
             state it; by default it is 224 when the file is in a `layers/`
             folder or a conv on the images has filters of 11 pixels or more
-            (the ImageNet nets), else 32 (CIFAR-10). `net.notes` says which.
+            (the ImageNet nets), 24 when it has `local` layers (the conv-local
+            nets, trained on 24x24 crops), else 32 (CIFAR-10). `net.notes` says which.
         image_channels: channels of the dataIdx=0 data layer.
         semantics: `"2011"` or `"2012"`, the cuda-convnet era whose average
             pool divisor the net uses; by default decided from the file

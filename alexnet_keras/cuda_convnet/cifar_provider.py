@@ -95,6 +95,8 @@ class MemoryProvider:
         seed: the run's seed (`None` means 0).
         mean: a `(size, size, channels)` mean image to use instead of the
             training images' (a checkpoint's `batches.meta`).
+        arrays: `((train images, labels), (eval images, labels))` already
+            loaded (`load_split`), instead of `splits`' (e.g. chosen batches).
 
     Attributes:
         mean: float32 `(size, size, channels)`, the subtracted mean image.
@@ -112,12 +114,13 @@ class MemoryProvider:
     """
 
     def __init__(self, splits, name, *, image_size, channels=3, batch_size=128, seed=0,
-                 mean=None):  # fmt: skip
+                 mean=None, arrays=None):  # fmt: skip
         import tensorflow as tf
 
         self.batch_size, self.seed = batch_size, 0 if seed is None else int(seed)
-        train = load_split(splits["train"], name, image_size, channels)
-        evaluation = load_split(splits["eval"], name, image_size, channels)
+        if arrays is None:
+            arrays = [load_split(splits[k], name, image_size, channels) for k in ("train", "eval")]
+        train, evaluation = arrays
         if mean is None:
             # float64 accumulation: a float32 sum of 50,000 uint8 images loses digits.
             mean = train[0].mean(axis=0, dtype=np.float64)

@@ -103,6 +103,11 @@ def seeded_permutation(n, *words):
     return np.argsort(_keys(n, *words), kind="stable")
 
 
+def seeded_integers(n, high, *words):
+    """`n` ints in `0..high-1`, a pure function of its arguments, as `seeded_permutation` is."""
+    return (_keys(n, *words) % np.uint64(high)).astype(np.int64)
+
+
 def holdout_mask(labels, num_classes, fraction, seed):
     """Which examples go to eval: `round(fraction * n)`, stratified by class.
 

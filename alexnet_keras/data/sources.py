@@ -25,6 +25,7 @@ __all__ = [
     "DatasetInfo",
     "dataset_summary",
     "open_dataset",
+    "tfds_ids",
 ]
 
 # The eval split of a TFDS set, in order of preference.
@@ -143,16 +144,34 @@ def _tfds_builder(name, data_dir):
     return builder
 
 
-def _tfds_references(builder, split):
-    """`(encoded image, int32 label)` of a TFDS split, in its stored order."""
+def _tfds_records(builder, split):
+    """The records of a TFDS split, images left encoded, in its stored order."""
     import tensorflow_datasets as tfds
 
-    ds = builder.as_dataset(
+    return builder.as_dataset(
         split=split,
         shuffle_files=False,
         decoders={"image": tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(try_autocache=False),
     )
+
+
+def tfds_ids(name, split, *, data_dir=None):
+    """The `id` feature of a TFDS split (`"train_01234"`), as str, in the order its `Split` yields.
+
+    Raises:
+        ValueError: naming the set: it has no `id` feature.
+    """
+    builder = _tfds_builder(name, data_dir)
+    if "id" not in builder.info.features:
+        raise ValueError(f"Dataset {name!r} has no `id` feature to tell its examples apart")
+    ids = _tfds_records(builder, split).map(lambda ex: ex["id"]).batch(10000)
+    return np.concatenate([b.astype(str) for b in ids.as_numpy_iterator()])
+
+
+def _tfds_references(builder, split):
+    """`(encoded image, int32 label)` of a TFDS split, in its stored order."""
+    ds = _tfds_records(builder, split)
     return ds.map(
         lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -20,7 +20,7 @@ CHM_DEFAULTS = {
     "epochs": 30,
 }
 CHM_NOT_APPLICABLE = (
-    "weights", "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
+    "variant", "input_size", "weight_decay", "decay_biases", "bias_lr_mult",
     "head_lr_mult", "lr_mults", "freeze_backbone", "trainable_from", "cache_features",
     "feature_layer", "cache_flip", "ten_crop", "pca_std", "mixed_precision"
 )  # fmt: skip
@@ -46,8 +46,11 @@ def chm_defaults(command, given):
     for key in ("chm_layers", "chm_params"):
         if not pathlib.Path(given[key]).is_file():
             raise ValueError(f"--{key.replace('_', '-')} {given[key]}: no such file")
+    from alexnet_keras.training import chm_data
+
     net = read_net(given["chm_layers"], given["chm_params"],
                    semantics=given.get("convnet_semantics"))  # fmt: skip
+    net = chm_data.sized_net(net, given)  # the cropped provider's 24x24 input
     r = recipe(net)
     # The era is recorded as decided, so config.yaml says which semantics the run used.
     out = dict(CHM_DEFAULTS, momentum=r["momentum"], gamma=r["gamma"],

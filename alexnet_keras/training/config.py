@@ -27,9 +27,9 @@ import re
 import types
 
 from alexnet_keras.cuda_convnet.era import HELP as SEMANTICS_HELP
-from alexnet_keras.training import config_file
+from alexnet_keras.training import chm_data, config_file
 from alexnet_keras.training.cfg_run import CHM_DEFAULTS, chm_defaults
-from alexnet_keras.training.config_checks import check_value, shown_value
+from alexnet_keras.training.config_checks import check_local, check_value, shown_value
 from alexnet_keras.variants import WEIGHTED_LAYERS, check_input_size
 
 __all__ = ["CHM_DEFAULTS", "COMMAND_DEFAULTS", "EVAL_IMAGES", "MUTABLE", "OPTIONS", "TrainConfig",
@@ -44,6 +44,7 @@ CHOICES = {
     "trainable_from": (None, *WEIGHTED_LAYERS),
     "command": ("finetune", "train"),
     "convnet_semantics": (None, "2011", "2012"),
+    "chm_provider": chm_data.PROVIDERS,
 }
 
 
@@ -109,6 +110,10 @@ class TrainConfig:
     chm_layers: str | None = None
     chm_params: str | None = None
     convnet_semantics: str | None = None
+    chm_provider: str | None = None  # `chm_data`: a cfg run's provider, views and batches
+    multiview: bool = False
+    train_range: str | None = None
+    test_range: str | None = None
     command: str = "finetune"
     # The parsed cfg pair of a cfg run (`cuda_convnet.cfg_net.read_net`); not saved.
     chm_net: object = dataclasses.field(default=None, compare=False, repr=False)
@@ -125,12 +130,16 @@ class TrainConfig:
             object.__setattr__(self, "lr_mults", types.MappingProxyType(dict(self.lr_mults)))
 
     def as_dict(self):
-        """The keys and values `config.yaml` holds (the command last; no `chm_net`)."""
+        """The keys and values `config.yaml` holds (the command last; no `chm_net`; the
+        `chm_data` options only when set)."""
         out = {}
         for field in dataclasses.fields(self):
             if field.name != "chm_net":
                 out[field.name] = getattr(self, field.name)
         out["milestones"] = list(self.milestones)
+        for key in chm_data.OPTIONS:  # unset, left out: older runs' config.yaml and run_id hold
+            if out[key] in (None, False):
+                del out[key]
         out["lr_mults"] = None if self.lr_mults is None else dict(self.lr_mults)
         for key in _WHEN_SET:
             if out[key] is None:
@@ -164,7 +173,7 @@ OPTIONS = {
     "dataset": (str, "A TFDS name (cifar10, imagenet2012, ...) or folder:PATH."),
     "data_dir": (str, "The TFDS data dir (default: $TFDS_DATA_DIR)."),
     "weights": (str, "A release (imagenet = bvlc_alexnet), a .weights.h5, a .npy, .caffemodel or "
-                     "cuda-convnet checkpoint, or none."),
+                     "cuda-convnet checkpoint, or none; with --chm-layers, a cfg run's weights."),
     "variant": ("choice", "Default: the weights', else bvlc."),
     "input_size": (int, "224..227; default: the weights'."),
     "epochs": (int, ""),
@@ -204,8 +213,9 @@ OPTIONS = {
     "chm_layers": (str, "A CHM layers-*.cfg to train instead of AlexNet."),
     "chm_params": (str, "Its layer-params-*.cfg (lrs, momentum, decay)."),
     "convnet_semantics": ("choice", SEMANTICS_HELP),
+    **chm_data.OPTIONS,
 }  # fmt: skip
-TRAIN_ONLY = ("chm_layers", "chm_params", "convnet_semantics")
+TRAIN_ONLY = ("chm_layers", "chm_params", "convnet_semantics", *chm_data.OPTIONS)
 
 # Images of a default validation pass (`--eval-steps` unset). AlexNet evaluates 10 to 30
 # images/s on 2 CPU cores, so a pass takes one to three minutes, next to a CIFAR-10
@@ -214,7 +224,7 @@ TRAIN_ONLY = ("chm_layers", "chm_params", "convnet_semantics")
 EVAL_IMAGES = 2000
 
 MUTABLE = {"epochs", "checkpoint_every", "max_to_keep", "log_every", "eval_steps", "strategy",
-           "cpu_devices", "data_dir", "strict_data", "model_dir"}  # fmt: skip
+           "cpu_devices", "data_dir", "strict_data", "model_dir", "multiview"}  # fmt: skip
 
 
 def defaults(command):
@@ -228,25 +238,9 @@ def defaults(command):
     return {**_COMMON, **COMMAND_DEFAULTS[command], "command": command}
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def _check_local(config):
-    """Refuses `gs://` and other TF file-system URLs, before a `./gs:` folder can be made."""
-    folder = config.dataset[len("folder:") :] if config.dataset.startswith("folder:") else None
-    for flag, value, why in (
-        ("--model-dir", config.model_dir, "the run folder's lock file and its checkpoints' "
-         "atomic renames need a POSIX file system; train into a local folder, then copy it"),
-        ("--data-dir", config.data_dir, "datasets are read from the local file system; "
-         "copy the TFDS data dir to a local folder first"),
-        ("--dataset folder:", folder, "image folders are read from the local file system"),
-    ):  # fmt: skip
-        if isinstance(value, str) and _URL.match(value):
-            raise ValueError(f"{flag} {value}: a URL, not a local folder ({why})")
-
-
 def _validate(config):
-    _check_local(config)
+    check_local(config)
+    chm_data.check(config)
     for key, annotation in _FIELDS.items():
         check_value(key, getattr(config, key), annotation)
     for key, choices in CHOICES.items():

@@ -6,11 +6,12 @@ of a `--config` file the same way first, so that a message names the file.
 """
 
 import math
+import re
 import typing
 
 from alexnet_keras.variants import WEIGHTED_LAYERS
 
-__all__ = ["RANGES", "check_value", "shown_value"]
+__all__ = ["RANGES", "check_local", "check_value", "shown_value"]
 
 # Numeric ranges, `(low, high)` inclusive; ints also stay below 2**31 (TensorFlow's int32
 # sizes) and floats must be finite (`lr: .nan` would train to NaN weights and exit 0).
@@ -101,3 +102,20 @@ def _check_mults(mults):
             f"`lr_mults` must map layer names ({', '.join(WEIGHTED_LAYERS)}) to finite numbers "
             f">= 0. Received: {shown_value(mults)}"
         )
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_local(config):
+    """Refuses `gs://` and other TF file-system URLs, before a `./gs:` folder can be made."""
+    folder = config.dataset[len("folder:") :] if config.dataset.startswith("folder:") else None
+    for flag, value, why in (
+        ("--model-dir", config.model_dir, "the run folder's lock file and its checkpoints' "
+         "atomic renames need a POSIX file system; train into a local folder, then copy it"),
+        ("--data-dir", config.data_dir, "datasets are read from the local file system; "
+         "copy the TFDS data dir to a local folder first"),
+        ("--dataset folder:", folder, "image folders are read from the local file system"),
+    ):  # fmt: skip
+        if isinstance(value, str) and _URL.match(value):
+            raise ValueError(f"{flag} {value}: a URL, not a local folder ({why})")

@@ -342,26 +342,27 @@ def cfg_setup(config, strategy, splits, info):
     from alexnet_keras.cuda_convnet import update_rule
     from alexnet_keras.cuda_convnet.cfg_net import read_net
     from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
-    from alexnet_keras.cuda_convnet.cifar_provider import MemoryProvider
+    from alexnet_keras.training import chm_data
 
-    net = config.chm_net or read_net(config.chm_layers, config.chm_params,
-                                     semantics=config.convnet_semantics)  # fmt: skip
+    net = config.chm_net or chm_data.sized_net(
+        read_net(config.chm_layers, config.chm_params, semantics=config.convnet_semantics),
+        config.as_dict(),
+    )
     with strategy.scope():
         model, full = update_rule.build(net, len(info.class_names), config.seed)
-    c, size, _ = net.image_shape
-    provider = MemoryProvider(splits, config.dataset, image_size=size, channels=c,
-                              batch_size=config.batch_size, seed=config.seed)  # fmt: skip
+    mean = chm_data.start_from(config.weights, net, full)
+    provider, data_note = chm_data.provider(config, splits, net, mean)
     notes = list(net.notes)
     if config.milestones:  # as `recipe` read them from the params file, or --milestones
         epochs = ", ".join(map(str, config.milestones))
         notes.append(f"{config.chm_params}: lr x{config.gamma:g} after epochs {epochs}, "
                      f"{config.epochs} epochs")  # fmt: skip
-    notes.append(f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel mean "
-                 f"of {provider.num_train} training images, no crop, no flip")  # fmt: skip
+    notes.append(data_note)
     rates = update_rule.rate_schedule(model, net, config.seed)
     notes.extend(rates.notes if rates else ())
 
     def save_weights(path, source):
+        source = {**source, "provider": chm_data.record(provider)}
         arrays = {layer.name: full.get_layer(layer.name).get_weights()
                   for layer in net.layers if layer.type in BUILT_WEIGHT_TYPES}  # fmt: skip
         mean = provider.mean.transpose(2, 0, 1)  # CHW, as batches.meta holds it

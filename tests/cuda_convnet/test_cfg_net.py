@@ -28,11 +28,11 @@ BUILDS = {
     "example-layers/layers-18pct.cfg": 89_578,
     "example-layers/layers-19pct.cfg": 89_578,
     "example-layers/layers-80sec.cfg": 145_578,
-    "example-layers/layers-conv-local-12pct.cfg": 1_901_386,
-    "example-layers/layers-conv-local-13pct.cfg": 1_901_386,
+    "example-layers/layers-conv-local-12pct.cfg": 1_116_490,
+    "example-layers/layers-conv-local-13pct.cfg": 1_116_490,
     "example-layers/layers.gc.cfg": 2_075_482,
     "layers-cifar/layers-18pct.cfg": 89_578,
-    "layers-cifar/layers-conv-local-13pct.cfg": 1_901_386,
+    "layers-cifar/layers-conv-local-13pct.cfg": 1_116_490,
     "layers/layers-145.cfg": 60_965_224,
     "layers/layers-145-half.cfg": 59_798_312,
     "layers/layers-146-2009.cfg": 99_182_152,
@@ -200,14 +200,15 @@ def test_cifar_parameter_counts_from_the_cfg_numbers(chm):
         "example-layers/layers-19pct.cfg": conv1 + conv2 + conv3 + (64 * 4 * 4 * 10 + 10),
         "layers-cifar/layers-18pct.cfg": conv1 + conv2 + conv3 + (64 * 4 * 4 * 10 + 10),
     }  # fmt: skip
-    # conv-local: conv1 3->64, conv2 64->64, pool to 8x8; local3/local4 3x3 pad 1 keep 8x8
-    # (64 modules), unshared weights per module and one bias per output value.
+    # conv-local: 24x24 crops (a local layer: cfg_net's image-size rule); conv1 3->64,
+    # conv2 64->64, pool to 6x6; local3/local4 3x3 pad 1 keep 6x6 (36 modules), unshared
+    # weights per module and one bias per output value.
     local = (
         (5 * 5 * 3 * 64 + 64)
         + (5 * 5 * 64 * 64 + 64)
-        + (64 * 3 * 3 * 64 * 32 + 32 * 64)
-        + (64 * 3 * 3 * 32 * 32 + 32 * 64)
-        + (32 * 8 * 8 * 10 + 10)
+        + (36 * 3 * 3 * 64 * 32 + 32 * 36)
+        + (36 * 3 * 3 * 32 * 32 + 32 * 36)
+        + (32 * 6 * 6 * 10 + 10)
     )
     for name in ("example-layers/layers-conv-local-12pct.cfg",
                  "example-layers/layers-conv-local-13pct.cfg",
@@ -220,9 +221,10 @@ def test_cifar_parameter_counts_from_the_cfg_numbers(chm):
     )
     for name, count in expected.items():
         net = read_net(chm / name)
-        assert net.image_size == 32 and net.param_count == count, name
+        assert net.image_size == (24 if "local" in name else 32), name
+        assert net.param_count == count, name
     net = read_net(chm / "example-layers/layers-conv-local-13pct.cfg")
-    assert net.layer("local3").weight_shapes == ((64, 576, 32), (2048,))
+    assert net.layer("local3").weight_shapes == ((36, 576, 32), (1152,))
     assert read_net(chm / "example-layers/layers-80sec.cfg", image_size=24).layer(
         "pool3"
     ).output_shape == (64, 3, 3)  # ceil((24-3)/2)+1 = 12, 6, 3

@@ -227,7 +227,7 @@ def test_check_against_accepts_bias_vectors_and_reports_extras(layers80, net80, 
 def test_local_layers_in_the_files_flattened_shape(tmp_path):
     net = chm_cfg.read_net(require(CHM / "example-layers/layers-conv-local-12pct.cfg"))
     layers = cf.layers_from_net(net)
-    assert layers["local3"]["weights"][0].shape == (64 * 576, 32)
+    assert layers["local3"]["weights"][0].shape == (36 * 576, 32)  # 6x6 modules of 24x24 crops
     checkpoint = read_checkpoint(cf.write_checkpoint(tmp_path / "1.1", layers, container="gzip"))
     assert check_against(checkpoint, net) == []
 
