@@ -6,9 +6,10 @@ rounds, batch 128, medians:
 - raw step: one `tf.function` forward+backward+SGD of the cfg model's logits
   on a fixed in-memory batch;
 - stock-pool twin: the same, with every `ConvnetPool2D` swapped for Keras'
-  `MaxPooling2D`/`AveragePooling2D(padding="same")` (the same output sizes for
-  these nets; the average divides by the full window at the border, so it is
-  not cuda-convnet's): what the faithful pooling costs;
+  `MaxPooling2D`/`AveragePooling2D(padding="same")`: for these nets' sizes the
+  same windows, and TF's average divides by the valid pixels, so it computes
+  the 2012 (clipped-divisor) net and not 2011's full-window one: what the
+  custom pooling layer costs over stock ops;
 - trainer: what `alexnet-keras train --chm-layers` runs per step, through the
   public API (`setups.cfg_setup`, `Trainer.distribute`, `Trainer.train_step`):
   the next batch of cuda-convnet's CIFAR provider (mean-subtracted, in memory)

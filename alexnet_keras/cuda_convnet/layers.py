@@ -1,6 +1,6 @@
 """Keras layers with cuda-convnet's semantics, for nets built from CHM cfg files.
 
-`chm_model.build_model` needs three behaviours that no stock Keras layer has:
+`cfg_model.build_model` needs three behaviours that no stock Keras layer has:
 
 - `ConvnetPool2D`: cuda-convnet pooling. The output count is given (ceil
   mode) and windows start at `start + i * stride`, clipped at the image
