@@ -265,7 +265,8 @@ def export(weights, output, top_k, input_size, fmt, overwrite):
     of any size) and predict_images (float32 RGB 0..255 images). Both decode,
     resize, crop and normalise in the graph, and return probabilities and the
     top-k indices, scores and labels. --format tflite writes a LiteRT model
-    that takes RGB pixels resized to a shorter side of 256.
+    that takes RGB pixels resized to a shorter side of 256, after running it
+    on the LiteRT runtime (ai-edge-litert) against the TensorFlow graph.
     """  # fmt: skip
     quiet_tensorflow()
     from alexnet_keras.serving.export import export_model

@@ -239,7 +239,9 @@ def test_a_version_folder_that_is_not_a_number_is_noted(tmp_path):
 def test_tflite_matches_the_keras_model(tmp_path, imagenet_dir):
     """LiteRT: pixels at shorter side 256 in; crop, colour, mean, softmax, top-k inside."""
     import alexnet_keras
+    from alexnet_keras.serving.lite import interpreter
 
+    pytest.importorskip("ai_edge_litert", reason="the LiteRT runtime: pip install ai-edge-litert")
     weights = exports.make_weights(tmp_path / "c.weights.h5", "chm2012", 10)
     meta = alexnet_keras.weights.read_metadata(weights)
     export_ = exports.Export(weights, tmp_path / "m.tflite", meta, exports.CIFAR_NAMES)
@@ -247,8 +249,9 @@ def test_tflite_matches_the_keras_model(tmp_path, imagenet_dir):
     assert "LiteRT" in result.output
     files = sample_files(imagenet_dir, 3)
     want = exports.reference_probabilities(export_, files)
-    interpreter = tf.lite.Interpreter(model_path=str(export_.folder))
-    runner = interpreter.get_signature_runner("serving_default")
+    assert "ran on LiteRT (ai-edge-litert)" in result.output
+    # ai-edge-litert's interpreter, the runtime TensorFlow points LiteRT users to (not tf.lite).
+    runner = interpreter(export_.folder).get_signature_runner("serving_default")
     for f, row in zip(files, want, strict=True):  # the runner resizes its input per call
         image = alexnet_keras.load_image(f)
         out = runner(images=image[None])
