@@ -6,6 +6,7 @@ user's own settings always stand: `KERAS_BACKEND` (environment or
 `PYTHONWARNINGS`.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ __all__ = [
     "check_backend",
     "configure_environment",
     "keras_backend",
+    "native_stderr_captured",
     "quiet_python_logs",
     "quiet_tensorflow_import",
 ]
@@ -139,6 +141,37 @@ def quiet_python_logs():
         warnings.showwarning = _one_line_warning
 
 
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Keeps what native code writes to file descriptor 2 off stderr, unless the block fails.
+
+    Native libraries log with their own loggers, past `TF_CPP_MIN_LOG_LEVEL`
+    (absl's banner at TensorFlow's import, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate for CPU"). The output is kept and replayed if the block
+    raises, so a failure still says why. With logs asked for
+    (`TF_CPP_MIN_LOG_LEVEL` below 2, as `--verbose` sets it) nothing is captured.
+    """
+    import tempfile
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") < "2":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class _QuietImport:
     """A `sys.meta_path` finder that imports `tensorflow` once with file descriptor 2 closed off.
 
@@ -172,29 +205,15 @@ class _QuietLoader:
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
-        import tempfile
-
         self.finder.active = True
         if self.finder in sys.meta_path:
             sys.meta_path.remove(self.finder)
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                self.loader.exec_module(module)
-                if not os.path.exists("/proc/driver/nvidia/version"):
-                    # A GPU build without a driver logs "failed call to cuInit" as
-                    # an error when it first lists devices: noise, on such a machine.
-                    module.config.list_physical_devices()
-            except BaseException:
-                os.dup2(saved, 2)
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode(errors="replace"))
-                raise
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
+        with native_stderr_captured():
+            self.loader.exec_module(module)
+            if not os.path.exists("/proc/driver/nvidia/version"):
+                # A GPU build without a driver logs "failed call to cuInit" as
+                # an error when it first lists devices: noise, on such a machine.
+                module.config.list_physical_devices()
 
     def __getattr__(self, name):  # is_package, get_code, ... of the real loader
         return getattr(self.loader, name)

@@ -22,6 +22,7 @@ future TensorFlow drops it.
 import numpy as np
 import tensorflow as tf
 
+from alexnet_keras._runtime import native_stderr_captured
 from alexnet_keras.preprocessing import center_crop_tensor
 
 __all__ = ["MISSING_RUNTIME", "interpreter", "tflite_bytes", "verify"]
@@ -96,9 +97,9 @@ def verify(data, module, pixels):
         The largest absolute difference between the two `probabilities`, and
         whether the two top-k label lists are equal.
     """
-    runner = interpreter(data).get_signature_runner("serving_default")
     batch = np.asarray(pixels, np.float32)[None]
-    got = runner(images=batch)
+    with native_stderr_captured():  # LiteRT logs its XNNPACK delegate's creation to fd 2
+        got = interpreter(data).get_signature_runner("serving_default")(images=batch)
     want = module.classify(center_crop_tensor(tf.constant(batch), module.input_size))
     diff = float(np.max(np.abs(got["probabilities"] - want["probabilities"].numpy())))
     same = got["top_k_labels"].tolist() == want["top_k_labels"].numpy().tolist()

@@ -100,3 +100,31 @@ def test_without_the_runtime_the_model_is_written_and_the_note_says_why(reuse, m
     assert data and notes == [f"not run on LiteRT: {lite.MISSING_RUNTIME}"]
     with pytest.raises(ValueError, match="ai-edge-litert"):
         lite.interpreter(data)
+
+
+_QUIET_SCRIPT = """
+import numpy as np
+from tests.serving.test_litert import _module, _pixels
+from alexnet_keras.serving import lite
+module = _module()
+diff, same = lite.verify(lite.tflite_bytes(module), module, _pixels())
+print(diff < 1e-4 and same)
+"""
+
+
+# The control (logs asked for: the line is there, so the check can fail) is slow.
+@pytest.mark.parametrize(
+    "level, quiet", [("3", True), pytest.param("0", False, marks=pytest.mark.slow)]
+)
+def test_the_check_keeps_litert_s_native_log_off_stderr(level, quiet):
+    """LiteRT logs "Created TensorFlow Lite XNNPACK delegate" once per process, to fd 2."""
+    import os
+    import pathlib
+    import subprocess
+
+    root = pathlib.Path(__file__).parents[2]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-c", _QUIET_SCRIPT], capture_output=True, text=True,
+                         env=env, cwd=root, timeout=300)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "True", run.stderr
+    assert ("XNNPACK" not in run.stderr) == quiet, run.stderr
