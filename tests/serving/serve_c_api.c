@@ -4,14 +4,16 @@
  * tag "serve") that tensorflow_model_server embeds; TF_SessionRun then feeds
  * encoded images to a signature's input tensor, as a PredictRequest would.
  *
- *   serve_c_api [-r RUNS] EXPORT_DIR INPUT OUTPUTS IMAGE...
+ *   serve_c_api [-r RUNS] EXPORT_DIR INPUT OUTPUTS IMAGE... [-- IMAGE...]...
  *
  * INPUT is the signature's input tensor ("serving_default_image_bytes:0"),
  * OUTPUTS a comma-separated list of key=tensor pairs
  * ("probabilities=StatefulPartitionedCall_1:0,..."), both read from the
  * SignatureDef by the caller. Each IMAGE file's bytes are one element of the
- * [N] TF_STRING input. The session runs RUNS times (default 1); each run's
- * milliseconds go to stderr, the last run's outputs to stdout:
+ * [N] TF_STRING input; "--" starts another request (the warm-up ones, then a
+ * client's). The requests run in order in one session, the last one RUNS
+ * times (default 1); each run's milliseconds go to stderr, the last run's
+ * outputs to stdout:
  *
  *   key dtype ndims dim...
  *   value value ...        (floats as %.9g, integers, strings in hex)
@@ -115,6 +117,29 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Runs one request `runs` times; its outputs are left in `values`. */
+static void run_request(TF_Session *session, TF_Output input, const TF_Output *outputs,
+                        TF_Tensor **values, int n_outputs, char **paths, int n, int request,
+                        int runs) {
+  TF_Status *status = TF_NewStatus();
+  TF_Tensor *images = string_tensor(paths, n);
+  for (int r = 0; r < runs; r++) {
+    for (int i = 0; i < n_outputs; i++) {
+      if (values[i] != NULL) TF_DeleteTensor(values[i]);
+      values[i] = NULL;
+    }
+    double start = now_ms();
+    TF_SessionRun(session, NULL, &input, &images, 1, outputs, values, n_outputs, NULL, 0, NULL,
+                  status);
+    check(status, "TF_SessionRun");
+    fprintf(stderr, "request %d run %d: %.1f ms\n", request, r + 1, now_ms() - start);
+  }
+  TF_TString *elements = (TF_TString *)TF_TensorData(images);
+  for (int i = 0; i < n; i++) TF_StringDealloc(&elements[i]);
+  TF_DeleteTensor(images);
+  TF_DeleteStatus(status);
+}
+
 int main(int argc, char **argv) {
   int runs = 1, first = 1;
   if (argc > 2 && strcmp(argv[1], "-r") == 0) {
@@ -122,12 +147,12 @@ int main(int argc, char **argv) {
     first = 3;
   }
   if (argc - first < 4 || runs < 1) {
-    fprintf(stderr, "usage: %s [-r RUNS] EXPORT_DIR INPUT OUTPUTS IMAGE...\n", argv[0]);
+    fprintf(stderr, "usage: %s [-r RUNS] EXPORT_DIR INPUT OUTPUTS IMAGE... [-- IMAGE...]...\n",
+            argv[0]);
     return 2;
   }
   const char *export_dir = argv[first], *input_name = argv[first + 1];
   char *outputs_arg = argv[first + 2];
-  int n_images = argc - first - 3;
 
   TF_Status *status = TF_NewStatus();
   TF_Graph *graph = TF_NewGraph();
@@ -148,26 +173,21 @@ int main(int argc, char **argv) {
     outputs[n_outputs++] = tensor(graph, eq + 1);
   }
   TF_Output input = tensor(graph, input_name);
-  TF_Tensor *images = string_tensor(argv + first + 3, n_images);
   TF_Tensor *values[MAX_OUTPUTS] = {NULL};
-  for (int r = 0; r < runs; r++) {
-    for (int i = 0; i < n_outputs; i++) {
-      if (values[i] != NULL) TF_DeleteTensor(values[i]);
-      values[i] = NULL;
-    }
-    double start = now_ms();
-    TF_SessionRun(session, NULL, &input, &images, 1, outputs, values, n_outputs, NULL, 0, NULL,
-                  status);
-    check(status, "TF_SessionRun");
-    fprintf(stderr, "run %d: %.1f ms\n", r + 1, now_ms() - start);
+  /* Each "--"-separated group of images is one request, in order; the last runs `runs` times. */
+  int request = 0;
+  for (int begin = first + 3; begin < argc;) {
+    int end = begin;
+    while (end < argc && strcmp(argv[end], "--") != 0) end++;
+    if (end == begin) fail("IMAGE", "an empty request");
+    run_request(session, input, outputs, values, n_outputs, argv + begin, end - begin,
+                ++request, end == argc ? runs : 1);
+    begin = end + 1;
   }
   for (int i = 0; i < n_outputs; i++) {
     print_tensor(keys[i], values[i]);
     TF_DeleteTensor(values[i]);
   }
-  TF_TString *elements = (TF_TString *)TF_TensorData(images);
-  for (int i = 0; i < n_images; i++) TF_StringDealloc(&elements[i]);
-  TF_DeleteTensor(images);
   TF_CloseSession(session, status);
   check(status, "TF_CloseSession");
   TF_DeleteSession(session, status);
