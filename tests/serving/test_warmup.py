@@ -92,13 +92,14 @@ def test_it_is_written_without_tensorflow_serving_api(tmp_path, monkeypatch):
     assert len(read_records(tmp_path)) == 2
 
 
-def test_no_warmup_leaves_it_out_and_the_report_names_it(tmp_path):
+def test_the_report_names_the_file(bvlc_export):
+    assert f"warm-up: assets.extra/{WARMUP_FILE}, {len(BATCH_SIZES)} requests" in bvlc_export.report
+
+
+def test_no_warmup_leaves_it_out(tmp_path):
     weights = exports.make_weights(tmp_path / "m.weights.h5", "bvlc", classes=10)
     folder = tmp_path / "models" / "m" / "1"
-    listed = exports.export(weights, folder).output
-    assert f"warm-up: assets.extra/{WARMUP_FILE}" in listed
-    assert (folder / "assets.extra" / WARMUP_FILE).is_file()
-    result = exports.export(weights, folder, "--overwrite", "--no-warmup")
+    result = exports.export(weights, folder, "--no-warmup")
     assert "warm-up" not in result.output
     assert os.listdir(folder / "assets.extra") == ["alexnet_keras.json"]
 
