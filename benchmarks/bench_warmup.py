@@ -81,8 +81,12 @@ def main(argv=None):
     except ImportError:
         print("Error: needs pip install tensorflow-serving-api", file=sys.stderr)
         return 1
+    with tempfile.TemporaryDirectory(prefix="bench_warmup-") as tmp:
+        return run(args, pathlib.Path(tmp))
+
+
+def run(args, tmp):
     c_api = load_c_api()
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_warmup-"))
     binary = c_api.build(tmp)
     folder = pathlib.Path(args.saved_model) if args.saved_model else None
     if folder is None:
