@@ -25,6 +25,7 @@ class Export:
     folder: pathlib.Path
     meta: dict
     labels: list
+    report: str = ""  # what the export command printed
 
 
 def make_weights(path, variant, classes, seed=0):
@@ -60,9 +61,9 @@ def make(tmp, variant, classes):
 
     weights = make_weights(tmp / f"{variant}.weights.h5", variant, classes)
     folder = tmp / "models" / "alexnet" / "1"
-    export(weights, folder)
+    report = export(weights, folder).output
     meta = weights_file.read_metadata(weights)
-    return Export(weights, folder, meta, class_labels(meta))
+    return Export(weights, folder, meta, class_labels(meta), report)
 
 
 def reference_probabilities(export_, files, one_by_one=False):

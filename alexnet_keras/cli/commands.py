@@ -256,9 +256,16 @@ def predict(weights, images, top, as_json, ten_crop, batch_size):
     show_default=True,
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option(
+    "--warmup/--no-warmup",
+    default=True,
+    show_default=True,
+    help="SavedModel: write TF Serving's warm-up requests "
+    "(assets.extra/tf_serving_warmup_requests), replayed before the version serves.",
+)
 @offline_option
 @user_errors
-def export(weights, output, top_k, input_size, fmt, overwrite):
+def export(weights, output, top_k, input_size, fmt, overwrite, warmup):
     """Export a SavedModel for TF Serving that takes encoded image bytes.
 
     Signatures: serving_default (image_bytes: JPEG/PNG/GIF/BMP/WebP strings
@@ -272,7 +279,7 @@ def export(weights, output, top_k, input_size, fmt, overwrite):
     from alexnet_keras.serving.export import export_model
 
     report = export_model(weights, output, top_k=top_k, input_size=input_size, fmt=fmt,
-                          overwrite=overwrite)  # fmt: skip
+                          overwrite=overwrite, warmup=warmup)  # fmt: skip
     click.echo(str(report))
 
 

@@ -144,7 +144,8 @@ def _build(weights, input_size, top_k):
     return path, meta, size, model, module
 
 
-def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model", overwrite=False):
+def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model", overwrite=False,
+                 warmup=True):  # fmt: skip
     """Exports a weights file for serving.
 
     Args:
@@ -155,6 +156,8 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         input_size: the crop size; defaults to the weights'.
         fmt: `"saved_model"` or `"tflite"`.
         overwrite: replace an existing output.
+        warmup: with a SavedModel, write TF Serving's warm-up requests,
+            `assets.extra/tf_serving_warmup_requests` (`serving.warmup`).
 
     Returns:
         An `ExportReport`.
@@ -207,7 +210,7 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         # mkdtemp makes the folder 0700; the server often runs as another user.
         apply_umask(tmp)
         try:
-            _write_saved_model(module, tmp, record)
+            notes += _write_saved_model(module, tmp, record, warmup=warmup)
             written = _folder_bytes(tmp / "variables")
             _replace(tmp, output)
         except (OSError, tf.errors.OpError) as e:  # a full disk, a read-only folder
@@ -266,10 +269,17 @@ def _litert_model(module, notes):
     return data
 
 
-def _write_saved_model(module, folder, record):
+def _write_saved_model(module, folder, record, warmup=True):
+    """Writes the SavedModel and its assets.extra/; returns notes for the report."""
     import tensorflow as tf
 
     tf.saved_model.save(module, str(folder), signatures=module.signatures())
     extra = folder / "assets.extra"
     extra.mkdir(exist_ok=True)
     (extra / METADATA_FILE).write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+    if not warmup:
+        return []
+    from alexnet_keras.serving.warmup import describe, write_warmup_requests
+
+    write_warmup_requests(folder)
+    return [describe()]

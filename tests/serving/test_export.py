@@ -179,7 +179,7 @@ def test_a_failed_export_leaves_nothing_under_the_final_name(tmp_path, monkeypat
 
     weights = exports.make_weights(tmp_path / "m.weights.h5", "bvlc", classes=10)
 
-    def crash(module, folder, record):
+    def crash(module, folder, record, **_):
         (folder / "saved_model.pb").write_bytes(b"half")
         raise OSError(28, "No space left on device", str(folder))
 
