@@ -67,6 +67,13 @@ def _crop_and_normalize(g, images, size, preprocessing):
     top_left = g.op("Div", [g.op("Sub", [hw, sizes]), g.const("two", np.array([2, 2], np.int64))])
     bottom_right = g.op("Add", [top_left, sizes])
     x = g.op("Slice", [images, top_left, bottom_right, g.const("hw_axes", [1, 2])], "crop")
+    # ONNX has no assertion: a smaller image would be sliced from its far edge and fail
+    # somewhere deep. This reshape to the exact crop shape fails first, and ONNX Runtime's
+    # message quotes the node's name.
+    batch = g.op("Slice", [g.op("Shape", [images]), g.const("zero", [0]), g.const("one", [1])])
+    crop_shape = g.op("Concat", [batch, g.const("crop_shape", [size, size, 3])], axis=0)
+    x = g.op("Reshape", [x, crop_shape], "crop",
+             name=f"images: height and width must be at least {size}")  # fmt: skip
     if preprocessing["color_order"] == "BGR":
         x = g.op("Gather", [x, g.const("bgr", np.array([2, 1, 0], np.int64))], "bgr", axis=3)
     mean = np.asarray(preprocessing.get("mean", (0.0, 0.0, 0.0)), np.float32)
