@@ -56,6 +56,7 @@ class _Graph:
         from onnx import helper
 
         names = [self.name(stem or op_type.lower()) for _ in range(outputs)]
+        attrs.setdefault("name", names[0])  # named nodes: tools can pick them (fc8_12, ...)
         self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
         return names[0] if outputs == 1 else names
 

