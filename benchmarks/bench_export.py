@@ -46,10 +46,11 @@ SHARED = HERE.parent.parent / "shared" / "data"
 
 def export_all(weights, tmp, calibration):
     paths, reports = {}, {}
+    top_k = min(5, weights_file.read_metadata(weights)["classes"])
     for mode in (None, "int8", "bf16"):
         path = tmp / f"{mode or 'fp32'}.onnx"
         report = export_model(weights, path, fmt="onnx", quantize=mode, calibration=calibration,
-                              force=True)  # fmt: skip
+                              force=True, top_k=top_k)  # fmt: skip
         paths[mode or "fp32"], reports[mode or "fp32"] = path, report
     return paths, reports
 

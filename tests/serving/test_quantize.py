@@ -156,3 +156,17 @@ def test_calibration_images_are_the_served_pixels():
     assert len(s.images) == 20 and len(set(s.labels)) == 10  # spread over the classes
     held_out = calibration.open_images(str(CIFAR), "bvlc", held_out=True)
     assert len(held_out.images) == 100 and held_out.name.endswith("(eval)")
+
+
+@pytest.mark.slow
+def test_bench_export_runs(learned, monkeypatch, capsys):
+    from tests.conftest import load_script
+
+    weights, _, data = learned
+    monkeypatch.setattr(calibration, "MAX_CALIBRATION", 10)
+    monkeypatch.setattr(calibration, "MAX_HELD_OUT", 10)
+    bench = load_script("benchmarks/bench_export.py")
+    results = bench.main(["--weights", str(weights), "--calibration", str(data), "--batch", "1",
+                          "--rounds", "1", "--calls", "1"])  # fmt: skip
+    assert {"ort-fp32", "ort-int8", "ort-bf16"} <= set(results[1])
+    assert "| ort-int8 | 1 |" in capsys.readouterr().out
