@@ -40,20 +40,21 @@ def _softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _caffe_case(tmp, files):
+def _caffe_case(tmp, files, classes=CLASSES):
     """bvlc weights from Caffe-layout params, and the Caffe reference's probabilities."""
     pixels = np.stack([alexnet_keras.load_image(f, protocol="bvlc") for f in files])
     crops = np.stack([alexnet_keras.center_crop(p, 227) for p in pixels]).astype(np.float64)
     x = (crops[..., ::-1] - np.array(alexnet_keras.variants.IMAGENET_MEAN_BGR)).transpose(
         0, 3, 1, 2
     )
-    params = ref.random_caffe_params(np.random.default_rng(3), classes=CLASSES)
+    params = ref.random_caffe_params(np.random.default_rng(3), classes=classes)
     want = ref.caffe_forward(x, params, calibrate=CAFFE_TARGETS)
-    model = alexnet_keras.AlexNet(variant="bvlc", classes=CLASSES)
+    model = alexnet_keras.AlexNet(variant="bvlc", classes=classes)
     for name, values in caffe_to_keras(params).items():
         model.get_layer(name).set_weights(values)
+    names = exports.CIFAR_NAMES if classes == CLASSES else None
     path = weights_file.save_weights(model, tmp / "bvlc.weights.h5", variant="bvlc",
-                                     class_names=exports.CIFAR_NAMES, protocol="bvlc")  # fmt: skip
+                                     class_names=names, protocol="bvlc")  # fmt: skip
     return path, pixels, _softmax(want)
 
 
@@ -111,6 +112,17 @@ def test_onnxruntime_matches_the_float64_reference(case):
     labels = [[exports.CIFAR_NAMES[i] for i in row] for row in order]
     assert got["top_k_labels"].astype(str).tolist() == labels
     np.testing.assert_allclose(got["top_k_scores"], np.take_along_axis(want, order, 1), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_full_size_1000_class_model_matches_caffe(imagenet_dir, tmp_path):
+    weights, pixels, want = _caffe_case(tmp_path, _files(imagenet_dir, 4), classes=1000)
+    output = tmp_path / "alexnet.onnx"
+    exports.export(weights, output, "--format", "onnx")
+    got = session(output).run(None, {"images": np.stack(pixels).astype(np.float32)})
+    assert rel_err(got[0], want) <= TOLERANCE
+    assert got[3][:, 0].tolist() == [alexnet_keras.variants.imagenet_classes()[i][1]
+                                     for i in want.argmax(1)]  # fmt: skip
 
 
 def test_a_planted_colour_order_bug_fails_the_comparison(case):
@@ -208,11 +220,17 @@ def small_weights(tmp_path_factory):
 )  # fmt: skip
 def test_bad_export_requests_are_one_line_and_exit_2(small_weights, tmp_path, name, extra,
                                                      message):  # fmt: skip
+    from click.testing import CliRunner
+
+    from alexnet_keras.cli import cli
+
     args = ["--weights", small_weights, "--output", tmp_path / name]
-    done = _cli(*args, *(["--format", "onnx"] if "--format" not in extra else []), *extra)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert done.stderr.startswith("Error: ") and os.listdir(tmp_path) == []
+    args += [*(["--format", "onnx"] if "--format" not in extra else []), *extra]
+    result = CliRunner().invoke(cli, ["export", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
+    assert os.listdir(tmp_path) == []
 
 
 def test_an_existing_file_is_refused_then_overwritten(small_weights, tmp_path):
