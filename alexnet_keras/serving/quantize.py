@@ -24,6 +24,9 @@ The agreement gate (`serving.agreement`) then compares the result with fp32
 on the held-out images and refuses to write below 99 % top-1 agreement.
 """
 
+import contextlib
+import io
+import logging
 import pathlib
 import tempfile
 
@@ -89,23 +92,30 @@ class _Reader:
 
 def int8_model(data, images):
     """ONNX Runtime static QDQ int8 of an fp32 export, calibrated on `images`."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as tmp:
         src, dst = pathlib.Path(tmp, "fp32.onnx"), pathlib.Path(tmp, "int8.onnx")
         src.write_bytes(data)
-        quantize_static(
-            str(src), str(dst), _Reader(images), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(_QUANTIZED_OPS), per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.Percentile,
-        )  # fmt: skip
+        # Its calibrator print()s its histogram settings and logs advice on the root
+        # logger: neither is the export report's business.
+        with contextlib.redirect_stdout(io.StringIO()), _root_warnings_off():
+            quantize_static(
+                str(src), str(dst), _Reader(images), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(_QUANTIZED_OPS), per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.Percentile,
+            )  # fmt: skip
         return dst.read_bytes()
+
+
+@contextlib.contextmanager
+def _root_warnings_off():
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _session(data):
