@@ -1,4 +1,4 @@
-"""`alexnet-keras export`: a SavedModel for TF Serving, or a LiteRT model.
+"""`alexnet-keras export`: a SavedModel for TF Serving, a LiteRT or an ONNX model.
 
 The SavedModel has two signatures (see `alexnet_keras.serving.graph`):
 
@@ -28,7 +28,9 @@ from alexnet_keras.files import apply_umask, write_error
 
 __all__ = ["ExportReport", "export_model"]
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+_WHAT = {"saved_model": "SavedModel", "tflite": "LiteRT model", "onnx": "ONNX model"}
 # What the pixels given to a LiteRT model must be resized to, per protocol (`resize_image`).
 _RESIZED = {"shorter-side": "shorter side 256", "bvlc": "warped to 256x256"}
 METADATA_FILE = "alexnet_keras.json"  # in assets.extra/, which TF Serving leaves alone
@@ -49,9 +51,10 @@ class ExportReport:
     seconds: float
     notes: list
     protocol: str = "shorter-side"
+    quantization: list = dataclasses.field(default_factory=list)
 
     def __str__(self):
-        what = "SavedModel" if self.fmt == "saved_model" else "LiteRT model"
+        what = _WHAT[self.fmt]
         lines = [
             f"output   {self.output} ({what})",
             f"model    {self.variant}, {self.classes} classes, input {self.input_size}, "
@@ -63,9 +66,10 @@ class ExportReport:
             )
             lines.append("         predict_images: images float32 [None, H, W, 3] (RGB 0..255)")
         else:
+            batch = "N" if self.fmt == "onnx" else "1"
             lines.append(
-                f"inputs   images float32 [1, H, W, 3] (RGB 0..255, {_RESIZED[self.protocol]}, "
-                f"H, W >= {self.input_size})"
+                f"inputs   images float32 [{batch}, H, W, 3] (RGB 0..255, "
+                f"{_RESIZED[self.protocol]}, H, W >= {self.input_size})"
             )
         lines.append("outputs  probabilities, top_k_indices, top_k_scores, top_k_labels")
         lines.append(
@@ -73,6 +77,7 @@ class ExportReport:
             f"{self.weight_bytes / 2**20:.1f} MiB of weights "
             f"({self.written_bytes / self.weight_bytes:.3f}x)"
         )
+        lines += self.quantization
         lines += [f"note     {n}" for n in self.notes]
         lines.append(f"time     {self.seconds:.1f} s")
         return "\n".join(lines)
@@ -80,8 +85,10 @@ class ExportReport:
 
 def _check_output(output, fmt, overwrite):
     output = pathlib.Path(output)
-    if fmt == "tflite" and output.suffix != ".tflite":
-        raise ValueError(f"--format tflite writes a file ending in .tflite. Received: {output}")
+    if fmt in _SUFFIX and output.suffix != _SUFFIX[fmt]:
+        raise ValueError(
+            f"--format {fmt} writes a file ending in {_SUFFIX[fmt]}. Received: {output}"
+        )
     if output.exists() and not overwrite:
         kind = "folder" if output.is_dir() else "file"
         raise ValueError(
@@ -145,19 +152,25 @@ def _build(weights, input_size, top_k):
 
 
 def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model", overwrite=False,
-                 warmup=True):  # fmt: skip
+                 warmup=True, quantize=None, calibration=None, force=False):  # fmt: skip
     """Exports a weights file for serving.
 
     Args:
         weights: a `.weights.h5` with alexnet-keras metadata, or a release name.
         output: for a SavedModel, the version folder TF Serving loads,
-            `<base>/<model_name>/<version>`; for LiteRT, a `.tflite` file.
+            `<base>/<model_name>/<version>`; for LiteRT, a `.tflite` file;
+            for ONNX, a `.onnx` file.
         top_k: labels per response.
         input_size: the crop size; defaults to the weights'.
-        fmt: `"saved_model"` or `"tflite"`.
+        fmt: `"saved_model"`, `"tflite"` or `"onnx"`.
         overwrite: replace an existing output.
         warmup: with a SavedModel, write TF Serving's warm-up requests,
             `assets.extra/tf_serving_warmup_requests` (`serving.warmup`).
+        quantize: `None`, `"int8"` or `"bf16"` (ONNX; `serving.quantize`).
+        calibration: with `quantize`, the images that calibrate int8 and the
+            held-out images of the agreement gate: a folder or a dataset
+            (`serving.calibration`).
+        force: write a quantized model below the agreement threshold.
 
     Returns:
         An `ExportReport`.
@@ -180,13 +193,17 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
+    if quantize is not None:
+        from alexnet_keras.serving.quantize import check_request
+
+        check_request(fmt, quantize, calibration)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"--top-k must be a positive integer. Received: {top_k!r}")
     output = _check_output(output, fmt, overwrite)
     start = time.perf_counter()
     path, meta, size, model, module = _build(weights, input_size, top_k)
     weight_bytes = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables)
-    notes = []
+    notes, quantization = [], []
     if fmt == "saved_model" and not output.name.isdigit():
         notes.append(
             f"TF Serving loads numbered version folders (<base>/<model_name>/<version>); "
@@ -221,22 +238,20 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     else:
-        from alexnet_keras.weights import atomic_write
-
-        data = _litert_model(module, notes)
-        written = len(data)
-        atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data), suffix=".tflite",
-                     needed=written)  # fmt: skip
+        options = dict(quantize=quantize, calibration=calibration, force=force)
+        written, quantization = _write_file(fmt, module, model, meta, record, output, options,
+                                            notes)  # fmt: skip
         notes.append(
-            "decode and the antialiased resize are not in the LiteRT op set: pass RGB pixels "
-            f"{_RESIZED[module.protocol]} (alexnet_keras.load_image(path, "
+            "decode and the antialiased resize are not in the "
+            f"{'LiteRT op set' if fmt == 'tflite' else 'ONNX graph'}: "
+            f"pass RGB pixels {_RESIZED[module.protocol]} (alexnet_keras.load_image(path, "
             f"protocol={module.protocol!r}) does it)"
         )
     return ExportReport(
         output=output, fmt=fmt, variant=meta["variant"], input_size=size,
         classes=meta["classes"], top_k=top_k, weight_bytes=weight_bytes,
         written_bytes=written, seconds=time.perf_counter() - start, notes=notes,
-        protocol=module.protocol,
+        protocol=module.protocol, quantization=quantization,
     )  # fmt: skip
 
 
@@ -283,3 +298,28 @@ def _write_saved_model(module, folder, record, warmup=True):
 
     write_warmup_requests(folder)
     return [describe()]
+
+
+def _write_file(fmt, module, model, meta, record, output, quantize_options, notes):
+    """Writes a LiteRT or ONNX file; returns its size and the quantization report lines."""
+    from alexnet_keras.weights import atomic_write
+
+    lines = []
+    if fmt == "tflite":
+        data = _litert_model(module, notes)
+    else:
+        from alexnet_keras.serving.onnx_model import onnx_bytes
+        from alexnet_keras.variants import class_labels, class_names
+
+        labels = class_labels(meta)
+        data = onnx_bytes(model, record, labels)
+        if quantize_options["quantize"] is not None:
+            from alexnet_keras.serving.quantize import quantize_onnx
+
+            ids = [n[0] if isinstance(n, (list, tuple)) else None
+                   for n in class_names(meta) or []]  # fmt: skip
+            data, lines = quantize_onnx(data, record, **quantize_options, labels=labels,
+                                        model_ids=ids)  # fmt: skip
+    atomic_write(output, lambda tmp: pathlib.Path(tmp).write_bytes(data), suffix=output.suffix,
+                 needed=len(data))  # fmt: skip
+    return len(data), lines

@@ -196,7 +196,7 @@ def test_a_failed_export_leaves_nothing_under_the_final_name(tmp_path, monkeypat
     [
         (["--top-k", "11"], "--top-k must be 1..10"),
         (["--input-size", "200"], "200 is not in the range 224<=x<=227"),
-        (["--format", "onnx"], "'onnx' is not one of"),
+        (["--format", "pb"], "'pb' is not one of"),
     ],
 )
 def test_bad_export_arguments_exit_2(args, message, tmp_path):
