@@ -197,6 +197,9 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
         from alexnet_keras.serving.quantize import check_request
 
         check_request(fmt, quantize, calibration)
+    elif force or calibration:
+        flag = "--force" if force else "--calibration"
+        raise ValueError(f"{flag} goes with --quantize int8|bf16 (the agreement gate's options)")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"--top-k must be a positive integer. Received: {top_k!r}")
     output = _check_output(output, fmt, overwrite)

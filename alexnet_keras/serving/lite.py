@@ -54,13 +54,26 @@ def tflite_bytes(module):
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="images")])
     def serve(images):
-        return module.classify(center_crop_tensor(images, size))
+        return module.classify(center_crop_tensor(_at_least(images, size), size))
 
     converter = lite.TFLiteConverter.from_concrete_functions(
         [serve.get_concrete_function()], module
     )
     converter.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
+
+
+def _at_least(images, size):
+    """`images`, or a failed request where a side is under `size`.
+
+    LiteRT's built-in ops have no Assert, and its Slice reads a crop larger
+    than the image without complaint. So the guard is a reshape of
+    `ok` (0 or 1) ones into one element, which fails the invoke with
+    "num_input_elements != num_output_elements (0 != 1)" for a small image.
+    """
+    shape = tf.shape(images)
+    ok = tf.cast(tf.minimum(shape[1], shape[2]) >= size, tf.int32)
+    return images * tf.reshape(tf.ones(tf.reshape(ok, [1]), tf.float32), [1])
 
 
 def interpreter(model):

@@ -71,6 +71,24 @@ def test_the_model_runs_on_litert_with_the_graphs_outputs(converted):
         assert np.ptp(got["probabilities"]) > 0.1  # a test that can see a wrong crop or mean
 
 
+@pytest.mark.parametrize(
+    "name, images, error, message",
+    [
+        ("narrower than the crop", np.zeros((1, 300, 226, 3), np.float32), RuntimeError, None),
+        ("smaller than the crop", np.zeros((1, 100, 100, 3), np.float32), RuntimeError, None),
+        ("four channels", np.zeros((1, 256, 256, 4), np.float32), RuntimeError, None),
+        ("integers", np.zeros((1, 256, 256, 3), np.int32), ValueError, "expected type FLOAT32"),
+    ],
+)  # fmt: skip
+def test_bad_requests_fail_and_the_next_one_is_served(converted, name, images, error, message):
+    """An image under the crop size used to be classified from a crop read past its edge."""
+    module, data = converted
+    runner = lite.interpreter(data).get_signature_runner("serving_default")
+    with pytest.raises(error, match=message):
+        runner(images=images)
+    assert runner(images=_pixels()[None])["probabilities"].shape == (1, 6)  # the same runner
+
+
 def test_the_export_check_passes_and_says_it_ran_on_litert(reuse):
     notes = []
     data = export._litert_model(reuse, notes)

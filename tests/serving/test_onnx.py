@@ -216,6 +216,8 @@ def small_weights(tmp_path_factory):
         ("m", ["--format", "saved_model", "--quantize", "int8", "--calibration", "x"],
          "--quantize applies to --format onnx"),
         ("m.onnx", ["--quantize", "bf16", "--calibration", "/no/such/folder"], "/no/such/folder"),
+        ("m.onnx", ["--force"], "--force goes with --quantize"),
+        ("m.onnx", ["--calibration", "x"], "--calibration goes with --quantize"),
     ],
 )  # fmt: skip
 def test_bad_export_requests_are_one_line_and_exit_2(small_weights, tmp_path, name, extra,
