@@ -83,6 +83,21 @@ class ExportReport:
         return "\n".join(lines)
 
 
+def _check_request(fmt, top_k, quantize, calibration, force):
+    """The one-line refusals of the arguments, before anything is read or built."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
+    if quantize is not None:
+        from alexnet_keras.serving.quantize import check_request
+
+        check_request(fmt, quantize, calibration)
+    elif force or calibration:
+        flag = "--force" if force else "--calibration"
+        raise ValueError(f"{flag} goes with --quantize int8|bf16 (the agreement gate's options)")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"--top-k must be a positive integer. Received: {top_k!r}")
+
+
 def _check_output(output, fmt, overwrite):
     output = pathlib.Path(output)
     if fmt in _SUFFIX and output.suffix != _SUFFIX[fmt]:
@@ -191,17 +206,7 @@ def export_model(weights, output, *, top_k=5, input_size=None, fmt="saved_model"
     >>> sorted(os.listdir(report.output))
     ['assets', 'assets.extra', 'fingerprint.pb', 'saved_model.pb', 'variables']
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
-    if quantize is not None:
-        from alexnet_keras.serving.quantize import check_request
-
-        check_request(fmt, quantize, calibration)
-    elif force or calibration:
-        flag = "--force" if force else "--calibration"
-        raise ValueError(f"{flag} goes with --quantize int8|bf16 (the agreement gate's options)")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"--top-k must be a positive integer. Received: {top_k!r}")
+    _check_request(fmt, top_k, quantize, calibration, force)
     output = _check_output(output, fmt, overwrite)
     start = time.perf_counter()
     path, meta, size, model, module = _build(weights, input_size, top_k)
