@@ -1,4 +1,4 @@
-"""ONNX export speed: fp32 against int8 and bf16, in the same runtime, in one run.
+"""Export speed: ONNX fp32 against int8 and bf16 in the same runtime, and LiteRT, in one run.
 
 Exports one weights file three times with `export_model` (`--format onnx`,
 then `--quantize int8` and `--quantize bf16`, calibrated and gated on
@@ -11,7 +11,10 @@ one process, with the order rotated each round:
   casts at load time and computes in fp32, so it should equal fp32);
 - OpenVINO, if installed, on the same fp32 file: `ov-fp32`
   (`INFERENCE_PRECISION_HINT=f32`) and `ov-bf16` (`bf16`: AVX-512 BF16 / AMX),
-  and `ov-int8` on the int8 file.
+  and `ov-int8` on the int8 file;
+- LiteRT, if `ai-edge-litert` is installed: `litert-fp32`, the `--format
+  tflite` export on `ai_edge_litert`'s interpreter (XNNPACK, default threads),
+  at batch 1 only (its signature takes one image).
 
 Each round times `--calls` calls of one batch per model; the table gives the
 median over rounds of each round's median call, and the ratio to the fp32
@@ -40,6 +43,13 @@ import numpy as np
 from alexnet_keras import weights as weights_file
 from alexnet_keras.serving.export import export_model
 
+try:  # the LiteRT runtime is an optional extra
+    import ai_edge_litert  # noqa: F401
+
+    LITERT = True
+except ImportError:
+    LITERT = False
+
 HERE = pathlib.Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 
@@ -52,6 +62,10 @@ def export_all(weights, tmp, calibration):
         report = export_model(weights, path, fmt="onnx", quantize=mode, calibration=calibration,
                               force=True, top_k=top_k)  # fmt: skip
         paths[mode or "fp32"], reports[mode or "fp32"] = path, report
+    if LITERT:
+        path = tmp / "fp32.tflite"
+        paths["litert"] = path
+        reports["litert"] = export_model(weights, path, fmt="tflite", top_k=top_k)
     return paths, reports
 
 
@@ -59,6 +73,11 @@ def runners(paths):
     import onnxruntime as ort
 
     out = {}
+    if "litert" in paths:
+        from alexnet_keras.serving.lite import interpreter
+
+        runner = interpreter(paths.pop("litert")).get_signature_runner("serving_default")
+        out["litert-fp32"] = lambda x, r=runner: r(images=x)
     for mode, path in paths.items():
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out[f"ort-{mode}"] = lambda x, s=sess: s.run(["probabilities"], {"images": x})
@@ -79,6 +98,9 @@ def runners(paths):
 def time_rounds(run, batch, rounds, calls):
     names = list(run)
     per_round = {n: [] for n in names}
+    if len(batch) > 1:  # LiteRT's signature takes one image
+        names = [n for n in names if not n.startswith("litert")]
+        per_round = {n: [] for n in names}
     for r in range(rounds):
         for n in names[r % len(names) :] + names[: r % len(names)]:
             run[n](batch)  # a warm call: shapes and caches
@@ -98,6 +120,7 @@ def table(results, sizes):
         for name, seconds in medians.items():
             base = medians[f"{name.split('-')[0]}-fp32"]
             size = sizes[name.split("-")[1]] if name.startswith("ort") or name == "ov-int8" else ""
+            size = sizes["litert"] if name == "litert-fp32" else size
             lines.append(f"| {name} | {batch} | {1e3 * seconds:.1f} | {batch / seconds:.1f} | "
                          f"{base / seconds:.2f}x | {size} |")  # fmt: skip
     return "\n".join(lines)
