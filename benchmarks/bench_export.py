@@ -59,8 +59,8 @@ def export_all(weights, tmp, calibration):
     top_k = min(5, weights_file.read_metadata(weights)["classes"])
     for mode in (None, "int8", "bf16"):
         path = tmp / f"{mode or 'fp32'}.onnx"
-        report = export_model(weights, path, fmt="onnx", quantize=mode, calibration=calibration,
-                              force=True, top_k=top_k)  # fmt: skip
+        gate = {"quantize": mode, "calibration": calibration, "force": True} if mode else {}
+        report = export_model(weights, path, fmt="onnx", top_k=top_k, **gate)
         paths[mode or "fp32"], reports[mode or "fp32"] = path, report
     if LITERT:
         path = tmp / "fp32.tflite"
