@@ -2,10 +2,10 @@
 
 Imports are read with `ast`, those inside functions included, so a cycle
 hidden by a function-level import is still a cycle. The ranks follow
-`shared/docs/design.md` §2: cli -> {training, serving, converters,
-evaluation, prediction} -> {caffe, cuda_convnet, data, model, pretrained}
--> {layers, variants, weights, registry}, refined so that every pair of
-units has one direction.
+`shared/docs/design.md` §2: cli -> visualization -> {training, serving,
+converters, evaluation, prediction} -> features -> {caffe, cuda_convnet,
+data, model, pretrained} -> {layers, variants, weights, registry}, refined
+so that every pair of units has one direction.
 """
 
 import ast
@@ -28,8 +28,11 @@ RANKS = {
     "cuda_convnet": 6,
     "pretrained": 7,
     "model": 8,
-    "converters": 9, "training": 9, "serving": 9, "evaluation": 9, "prediction": 9, "summary": 9,
-    "cli": 10, "__main__": 11,
+    "features": 9,
+    "converters": 10, "training": 10, "serving": 10, "evaluation": 10, "prediction": 10,
+    "summary": 10,
+    "visualization": 11,
+    "cli": 12, "__main__": 13,
 }  # fmt: skip
 MAX_TOP_LEVEL_MODULES = 20
 MAX_FILE_LINES = 400

@@ -6,10 +6,11 @@ one-line message and exit code 2, never a traceback.
 
 - `app`: the click group and what every command shares;
 - `commands`: summary, convert, evaluate, predict, export, chm summary;
-- `training`: finetune and train.
+- `training`: finetune and train;
+- `show`: the pictures (filters, curves, predictions, neighbours).
 """
 
-from alexnet_keras.cli import commands, training  # noqa: F401  (registers the commands)
+from alexnet_keras.cli import commands, show, training  # noqa: F401  (registers the commands)
 from alexnet_keras.cli.app import cli, main
 
 __all__ = ["cli", "main"]
