@@ -7,6 +7,7 @@ user's own settings always stand: `KERAS_BACKEND` (environment or
 """
 
 import contextlib
+import importlib.machinery  # here, not in find_spec: importing it there would recurse
 import json
 import logging
 import os
@@ -186,8 +187,6 @@ class _QuietImport:
         self.active = False
 
     def find_spec(self, name, path=None, target=None):
-        import importlib.machinery
-
         if name != "tensorflow" or self.active:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)

@@ -92,40 +92,22 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     import tensorflow as tf
 
     from alexnet_keras.data import average_crops
-    from alexnet_keras.model import AlexNet
-    from alexnet_keras.preprocessing import (
-        center_crop,
-        class_labels,
-        class_names,
-        load_image,
-        preprocess_fn,
-        weights_protocol,
-    )
-    from alexnet_keras.preprocessing import ten_crop as ten_views
+    from alexnet_keras.preprocessing import class_labels, class_names
     from alexnet_keras.pretrained import resolve
-    from alexnet_keras.weights import read_metadata
 
     path = resolve(weights)
-    meta = read_metadata(path)
+    model, meta, views = _classifier(path, ten_crop)
     try:
         labels = class_labels(meta)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     ids = [n[0] if isinstance(n, (list, tuple)) else None for n in (class_names(meta) or labels)]
     top = min(top, meta["classes"])
-    size = meta["input_size"]
-    model = AlexNet(weights=path)
-    preprocess = preprocess_fn(meta.get("preprocessing") or meta["variant"], size)
-    protocol = weights_protocol(meta)
 
     @tf.function(reduce_retracing=True)
     def probabilities(x):
-        forward = lambda crops: model(preprocess(crops), training=False)
+        forward = lambda crops: model(crops, training=False)
         return average_crops(forward, x) if ten_crop else forward(x)
-
-    def views(file):
-        image = load_image(file, protocol=protocol)
-        return ten_views(image, size) if ten_crop else center_crop(image, size)
 
     meter = Progress(len(files), label="predict", unit="images", stream=progress,
                      enabled=progress is not None and len(files) > batch_size)  # fmt: skip
@@ -144,6 +126,52 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
                 })  # fmt: skip
             meter.update(len(results))
     return results
+
+
+def _classifier(path, ten_crop):
+    """`(model, metadata, views)`: the net, and a function from a file to its model input.
+
+    An AlexNet reads the weights' own preprocessing (resize protocol, crop,
+    colour order, mean). A cuda-convnet cfg net (`train --chm-layers`) reads
+    the image at its mean image's side minus that mean, centre-cropped to its
+    input for a net trained on crops: as `evaluate` and cuda-convnet's
+    providers feed it, one view.
+    """
+    from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file, load_mirror
+    from alexnet_keras.model import AlexNet
+    from alexnet_keras.preprocessing import center_crop, load_image, preprocess_fn, weights_protocol
+    from alexnet_keras.preprocessing import ten_crop as ten_views
+    from alexnet_keras.weights import read_metadata
+
+    if is_mirror_file(path):
+        if ten_crop:
+            raise ValueError(f"{path}: a cfg net reads one view; --ten-crop is for AlexNet weights")
+        model, meta = load_mirror(path)
+        if meta.get("mean") is None:
+            raise ValueError(f"{path}: holds no mean image; cfg nets read images minus their mean")
+        mean = np.asarray(meta["mean"], np.float32).transpose(1, 2, 0)
+        size = model.input_shape[1]
+        if mean.shape[2] != 3 or mean.shape[0] != mean.shape[1] or mean.shape[0] < size:
+            raise ValueError(f"{path}: its mean image is {mean.shape}, the net reads {size}x{size}")
+
+        def cfg_view(file):
+            image = center_crop(load_image(file, size=mean.shape[0]), mean.shape[0])
+            return center_crop(image - mean, size)
+
+        return model, {**meta, "classes": model.output_shape[-1]}, cfg_view
+    meta = read_metadata(path)
+    size, protocol = meta["input_size"], weights_protocol(meta)
+    preprocess = preprocess_fn(meta.get("preprocessing") or meta["variant"], size)
+    net = AlexNet(weights=path)
+
+    def model(x, training=False):
+        return net(preprocess(x), training=training)
+
+    def view(file):
+        image = load_image(file, protocol=protocol)
+        return ten_views(image, size) if ten_crop else center_crop(image, size)
+
+    return model, meta, view
 
 
 def format_predictions(results):
