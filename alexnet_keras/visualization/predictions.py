@@ -16,7 +16,7 @@ from alexnet_keras.visualization.canvas import default_output, figure, save_png
 
 __all__ = ["draw_predictions", "show_predictions", "true_index"]
 
-CELL_INCHES = (2.4, 3.5)  # an image on top, five bars below
+CELL_INCHES = (2.4, 3.2)  # an image on top, five bars below
 TRUE_COLOUR = "tab:red"
 OTHER_COLOUR = "tab:blue"
 _LABEL_CHARS = 24
@@ -68,7 +68,7 @@ def _bars(ax, top, truth):
     ax.barh(rows, scores, color=colours, height=0.8)
     for row, t in zip(rows, top, strict=True):
         ax.text(0.02, row, _short(t["label"]), va="center", ha="left", fontsize=7)
-        ax.text(0.98, row, f"{t['score']:.0%}", va="center", ha="right", fontsize=6)
+        ax.text(1.01, row, f"{t['score']:.0%}", va="center", ha="left", fontsize=6)
     ax.set_xlim(0, 1)
     ax.set_ylim(len(top) - 0.5, -0.5)  # best on top
     ax.set_xticks([])
@@ -102,17 +102,17 @@ def draw_predictions(results, images, truths, labels, columns=4):
     columns = max(1, min(columns, len(results)))
     rows = math.ceil(len(results) / columns)
     fig = figure(CELL_INCHES[0] * columns, CELL_INCHES[1] * rows)
-    grid = fig.add_gridspec(2 * rows, columns, height_ratios=[1.0, 0.55] * rows,
-                            hspace=0.3, wspace=0.1, left=0.02, right=0.98,
-                            top=1 - 0.1 / rows, bottom=0.04 / rows)  # fmt: skip
+    grid = fig.add_gridspec(rows, columns, hspace=0.12, wspace=0.2, left=0.02, right=0.98,
+                            top=1 - 0.08 / rows, bottom=0.02 / rows)  # fmt: skip
     for i, (result, image, truth) in enumerate(zip(results, images, truths, strict=True)):
-        row, col = divmod(i, columns)
-        ax = fig.add_subplot(grid[2 * row, col])
+        # The bars sit right under their image; the gap between cells holds the next title.
+        cell = grid[divmod(i, columns)].subgridspec(2, 1, height_ratios=[1.0, 0.55], hspace=0.04)
+        ax = fig.add_subplot(cell[0])
         ax.imshow(np.clip(np.asarray(image) / 255.0, 0, 1))
         ax.set_axis_off()
         title = _short(labels[truth]) if truth is not None else pathlib.Path(result["image"]).name
         ax.set_title(title, fontsize=8, fontweight="bold" if truth is not None else "normal")
-        _bars(fig.add_subplot(grid[2 * row + 1, col]), result["top"], truth)
+        _bars(fig.add_subplot(cell[1]), result["top"], truth)
     return fig
 
 

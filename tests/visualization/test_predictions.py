@@ -95,7 +95,7 @@ def test_show_predictions_draws_each_image_with_its_bars_and_marks_the_truth(cfg
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(out)
     pixels = _pixels(out)
-    assert pixels.shape[:2] == (2 * 350, 3 * 240)  # 2 rows of 3 cells, 2.4 x 3.5 in at 100 dpi
+    assert pixels.shape[:2] == (2 * 320, 3 * 240)  # 2 rows of 3 cells, 2.4 x 3.2 in at 100 dpi
     assert pixels[..., :3].std() > 20  # not blank
     assert not list(tmp_path.glob(".*tmp"))  # written atomically, nothing left over
 
