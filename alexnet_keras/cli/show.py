@@ -65,3 +65,29 @@ def filters(weights, layer, max_filters, max_channels, output):
     picture = "filters" if layer is None else f"{kernels.layer}-filters"
     path = _picture_path(output, weights, picture)
     click.echo(draw_filters(kernels, path, max_filters=max_filters, max_channels=max_channels))
+
+
+@show.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--target", type=click.FloatRange(0, 100), default=None,
+              help="A top-1 error (%) to mark with a dotted line: a claim.")  # fmt: skip
+@output_option
+@user_errors
+def curves(runs, target, output):
+    """Draw runs' training curves from their metrics.csv, overlaid.
+
+    RUNS are run folders (`train --model-dir`) or metrics.csv files. Four
+    panels per epoch: loss, top-1 and top-5 error (eval solid, train dashed)
+    and the learning rate (log scale); one colour a run, named by its folder.
+    A live run's unfinished last line is left out. Default -o: curves.png in
+    the first run's folder.
+    """
+    import pathlib
+
+    from alexnet_keras.visualization.curves import draw_curves, read_metrics
+
+    metrics = [read_metrics(run) for run in runs]
+    first = metrics[0].path
+    source = first.parent if first.name == "metrics.csv" else first
+    path = _picture_path(output, pathlib.Path(source), "curves")
+    click.echo(draw_curves(metrics, path, target=target))
