@@ -272,7 +272,10 @@ def _ranges(indices):
 def _caption(kernels, cells, colour, max_filters, max_channels):
     """The three lines on the picture: layer and file; what is shown (caps named); the scale."""
     size, _, channels, count = kernels.kernel.shape
-    what = f"{kernels.layer} of {kernels.source.name}: {count} kernels {size}x{size}x{channels}"
+    name = kernels.source.name
+    if name == "model.weights.h5":  # a run folder's (train --model-dir): the folder names it
+        name = f"{kernels.source.parent.name}/{name}"
+    what = f"{kernels.layer} of {name}: {count} kernels {size}x{size}x{channels}"
     if kernels.towers > 1:
         what += f" in {kernels.towers} towers (top block: GPU 1)"
     filters = sorted({c.filter for c in cells})
