@@ -99,12 +99,16 @@ def read_kernels(weights, layer=None):
     path = resolve(weights)
     meta = read_metadata(path, kind="any")
     if isinstance(meta, dict) and meta.get("model") == "chm-cfg":
-        return _cfg_kernels(path, meta, layer)
-    if isinstance(meta, dict) and "variant" in meta:
-        return _alexnet_kernels(path, layer)
-    raise ValueError(
-        f"{path}: has no alexnet-keras metadata (neither an AlexNet nor a cfg-net weights file)"
-    )
+        kernels = _cfg_kernels(path, meta, layer)
+    elif isinstance(meta, dict) and "variant" in meta:
+        kernels = _alexnet_kernels(path, layer)
+    else:
+        raise ValueError(
+            f"{path}: has no alexnet-keras metadata (neither an AlexNet nor a cfg-net weights file)"
+        )
+    if not np.isfinite(kernels.kernel).all():  # a diverged run: no scale to draw it with
+        raise ValueError(f"{path}: layer '{kernels.layer}' holds NaN or infinite values")
+    return kernels
 
 
 def _pick(path, layers, layer):

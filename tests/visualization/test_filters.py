@@ -111,3 +111,31 @@ def test_unknown_layer_and_non_weights_files(cfg_weights):
         read_kernels(cfg_weights, "fc10")
     with pytest.raises(ValueError, match="not an HDF5 file"):
         read_kernels(require(SHARED / "data" / "chm-release" / "LICENSE"))
+
+
+@pytest.mark.parametrize("variant, order, reversed_", [
+    ("chm2012", "RGB", False), ("caffenet", "BGR", True), ("bvlc", "BGR", True),
+])  # fmt: skip
+def test_the_colour_order_comes_from_the_metadata(monkeypatch, rng, tmp_path, variant, order,
+                                                  reversed_):  # fmt: skip
+    import alexnet_keras.weights as weights
+
+    kernel = rng.normal(size=(11, 11, 3, 96)).astype(np.float32)
+    meta = {"variant": variant, "preprocessing": {"color_order": order}}
+    monkeypatch.setattr(weights, "read_metadata", lambda path, kind="alexnet": meta)
+    monkeypatch.setattr(weights, "read_arrays", lambda path, kind="alexnet": {"conv1": [kernel]})
+    (tmp_path / "w.weights.h5").write_bytes(b"read by the patched reader")
+    got = read_kernels(tmp_path / "w.weights.h5").kernel
+    np.testing.assert_array_equal(got, kernel[:, :, ::-1] if reversed_ else kernel)
+
+
+def test_non_finite_kernels_are_one_line(monkeypatch, tmp_path):
+    import alexnet_keras.weights as weights
+
+    kernel = np.full((5, 5, 3, 8), np.nan, np.float32)
+    path = tmp_path / "w.weights.h5"
+    path.write_bytes(b"read by the patched reader")
+    monkeypatch.setattr(weights, "read_metadata", lambda path, kind="alexnet": {"variant": "bvlc"})
+    monkeypatch.setattr(weights, "read_arrays", lambda path, kind="alexnet": {"conv1": [kernel]})
+    with pytest.raises(ValueError, match="w.weights.h5: layer 'conv1' holds NaN or infinite"):
+        read_kernels(path)
