@@ -23,6 +23,76 @@ def output_option(fn):
                         help="The PNG to write. Default: beside the input.")(fn)  # fmt: skip
 
 
+def _picture_path(output, source, picture):
+    """`-o`, or `canvas.default_output` beside `source`; a release name's goes here (cwd)."""
+    import pathlib
+
+    from alexnet_keras.visualization.canvas import default_output
+
+    if output:
+        return output
+    if pathlib.Path(source).exists():
+        return default_output(source, picture)
+    return pathlib.Path(f"{source}-{picture}.png")
+
+
+@show.command()
+@click.option("--weights", required=True,
+              help="A .weights.h5 (AlexNet, or a cfg net from `train --chm-layers`), a release "
+              "name or a legacy file (.npy, .caffemodel, cuda-convnet checkpoint).")  # fmt: skip
+@click.option("--layer", default=None, help="The conv layer. Default: the first (conv1).")
+@click.option("--max-filters", type=click.IntRange(min=1), default=None,
+              help="Filters shown at most, split between the towers. Default: 256 for a first "
+              "layer's colour kernels, 48 rows for a deeper layer.")  # fmt: skip
+@click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Input channels shown per filter of a deeper layer.")  # fmt: skip
+@output_option
+@offline_option
+@user_errors
+def filters(weights, layer, max_filters, max_channels, output):
+    """Draw a conv layer's kernels: conv1 in colour (the paper's Figure 3), deeper ones in grey.
+
+    A first layer's kernels are RGB patches, 16 a row (a Caffe file's BGR is
+    reversed); a two-GPU net's towers are two blocks, GPU 1 on top. A deeper
+    layer is one row per filter of grey channel slices, capped by
+    --max-filters and --max-channels, as the picture says. Every value is
+    scaled by the whole layer's min and max, as cuda-convnet's shownet.py
+    does. The kernels are read from the file; no model is built.
+    """
+    from alexnet_keras.visualization.filters import draw_filters, read_kernels
+
+    kernels = read_kernels(weights, layer)
+    picture = "filters" if layer is None else f"{kernels.layer}-filters"
+    path = _picture_path(output, weights, picture)
+    click.echo(draw_filters(kernels, path, max_filters=max_filters, max_channels=max_channels))
+
+
+@show.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--target", type=click.FloatRange(0, 100), default=None,
+              help="A top-1 error (%) to mark with a dotted line: a claim.")  # fmt: skip
+@output_option
+@user_errors
+def curves(runs, target, output):
+    """Draw runs' training curves from their metrics.csv, overlaid.
+
+    RUNS are run folders (`train --model-dir`) or metrics.csv files. Four
+    panels per epoch: loss, top-1 and top-5 error (eval solid, train dashed)
+    and the learning rate (log scale); one colour a run, named by its folder.
+    A live run's unfinished last line is left out. Default -o: curves.png in
+    the first run's folder.
+    """
+    import pathlib
+
+    from alexnet_keras.visualization.curves import draw_curves, read_metrics
+
+    metrics = [read_metrics(run) for run in runs]
+    first = metrics[0].path
+    source = first.parent if first.name == "metrics.csv" else first
+    path = _picture_path(output, pathlib.Path(source), "curves")
+    click.echo(draw_curves(metrics, path, target=target))
+
+
 @show.command("predictions")
 @click.option("--weights", default="bvlc_alexnet", show_default=True,
               help="A .weights.h5 or a release name.")  # fmt: skip

@@ -18,7 +18,7 @@ from alexnet_keras.cuda_convnet.cfg_text import CfgText
 from alexnet_keras.cuda_convnet.era import SEMANTICS
 from alexnet_keras.weights import load_into, read_metadata, write_model_weights
 
-__all__ = ["is_mirror_file", "load_mirror", "save_mirror_weights"]
+__all__ = ["is_mirror_file", "load_mirror", "mirror_net", "save_mirror_weights"]
 
 
 def _cfg_record(path, text=None):
@@ -121,26 +121,53 @@ def _check_meta(path, meta):
     return [_cfg_text(path, meta, "layers_cfg", True), _cfg_text(path, meta, "params_cfg", False)]
 
 
-def load_mirror(path):
-    """`(model, metadata)` from a weights file written by `save_mirror_weights`.
+def mirror_net(path, meta=None):
+    """`(net, metadata)` of a weights file written by `save_mirror_weights`; no Keras.
 
-    The file is read through `alexnet_keras.weights` (a sandboxed, checked
-    reader), and its metadata is checked here before anything is built: the
-    stored cfg texts must match their sha256, every other field its type.
+    The net is parsed from the cfg texts the file stores, after the metadata
+    is checked (texts against their sha256, every other field its type): what
+    a reader needs to name and order the layers without building the model.
+
+    Args:
+        path: the `.weights.h5`.
+        meta: its metadata, if already read (`read_metadata(path, kind="any")`).
 
     Raises:
         ValueError: one line naming the file, for any file not written so.
+
+    Example:
+
+    >>> from alexnet_keras.cuda_convnet.cfg_weights import mirror_net
+    >>> mirror_net("../shared/data/chm-release/LICENSE")
+    Traceback (most recent call last):
+    ...
+    ValueError: ../shared/data/chm-release/LICENSE: not an HDF5 file (expected a .weights.h5)
     """
-    from alexnet_keras.cuda_convnet.cfg_model import build_model
     from alexnet_keras.cuda_convnet.cfg_net import read_net
 
     path = pathlib.Path(path)
-    meta = read_metadata(path, kind="any")
+    meta = read_metadata(path, kind="any") if meta is None else meta
     texts = _check_meta(path, meta)
     # The stored texts are parsed as they are: no temporary files.
     # A file written before the key existed was computed with the clipped divisor (2012).
     net = read_net(*texts, image_size=meta.get("image_size"),
                    semantics=meta.get("convnet_semantics", "2012"))  # fmt: skip
+    return net, meta
+
+
+def load_mirror(path):
+    """`(model, metadata)` from a weights file written by `save_mirror_weights`.
+
+    The file is read through `alexnet_keras.weights` (a sandboxed, checked
+    reader), and its metadata is checked here before anything is built
+    (`mirror_net`).
+
+    Raises:
+        ValueError: one line naming the file, for any file not written so.
+    """
+    from alexnet_keras.cuda_convnet.cfg_model import build_model
+
+    net, meta = mirror_net(path)
     model = build_model(net)
     load_into(model, path, kind="any")
     return model, meta

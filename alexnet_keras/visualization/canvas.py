@@ -47,6 +47,8 @@ def save_png(fig, path):
         The path written, as a `pathlib.Path`.
 
     Raises:
+        ValueError: `path` is a folder, or its folder cannot be made (one
+            line naming `path`).
         OSError: the folder cannot be written (a full disk is one line
             naming the file, see `files.write_error`).
 
@@ -62,7 +64,13 @@ def save_png(fig, path):
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; give -o a .png file name")
     folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:  # as the weights writers do (`weights.atomic_write`): the folder is made if missing
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:  # else the message would name the temporary file, not the picture
+        not_folder = isinstance(e, (FileExistsError, NotADirectoryError))
+        why = f"{e.filename} is not a folder" if not_folder else e.strerror or e
+        raise ValueError(f"{path}: cannot be written: {why}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", metadata={"Software": "alexnet-keras"})
