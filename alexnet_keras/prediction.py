@@ -7,55 +7,12 @@ order and mean. Every file is checked before the model is built, so a bad
 file fails fast, by name.
 """
 
-import concurrent.futures
-import pathlib
-
 import numpy as np
 
-from alexnet_keras.data.image_folder import IMAGE_EXTENSIONS, check_image, image_files
+from alexnet_keras.features.images import collect_images, view_batches
 from alexnet_keras.progress import Progress
 
 __all__ = ["collect_images", "format_predictions", "predict_files"]
-
-_DECODE_THREADS = 4
-
-
-def collect_images(paths):
-    """The image files named by `paths`: files as given, folders searched recursively.
-
-    Folders contribute files with an image extension (`.jpg`, `.jpeg`, `.png`,
-    `.bmp`, `.gif`, `.webp`), in sorted order; hidden files and folders are skipped,
-    and so are symlinks leading out of the folder or into a loop (counted in
-    one warning). Every file is then checked without decoding it
-    (`data.image_folder.check_image`: a regular file, its header, its size).
-
-    Raises:
-        ValueError: a path that does not exist, a folder without images, or
-            the first file that is not a whole JPEG/PNG/BMP/GIF/WebP image of an
-            accepted size (a FIFO, a device, a 1x100000 strip), by name.
-
-    Example:
-
-    >>> from alexnet_keras.prediction import collect_images
-    >>> len(collect_images(["../shared/data/cifar10-mini/test/cat"]))
-    10
-    """
-    files = []
-    for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            found = image_files(path)
-            if not found:
-                raise ValueError(f"{path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += map(pathlib.Path, found)
-        elif path.exists() or path.is_symlink():
-            files.append(path)
-        else:
-            raise ValueError(f"{path}: no such file or folder")
-    for file in files:
-        problem = check_image(file)
-        if problem is not None:
-            raise ValueError(f"{file}: {problem}")
-    return files
 
 
 def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progress=None):
@@ -112,19 +69,17 @@ def predict_files(weights, paths, *, top=5, ten_crop=False, batch_size=32, progr
     meter = Progress(len(files), label="predict", unit="images", stream=progress,
                      enabled=progress is not None and len(files) > batch_size)  # fmt: skip
     results = []
-    with concurrent.futures.ThreadPoolExecutor(_DECODE_THREADS) as pool:
-        decoded = pool.map(views, files)
-        for start in range(0, len(files), batch_size):
-            batch = [next(decoded) for _ in files[start : start + batch_size]]
-            probs = probabilities(tf.constant(np.stack(batch))).numpy()
-            for file, row in zip(files[start : start + batch_size], probs, strict=True):
-                order = np.argsort(-row, kind="stable")[:top]
-                results.append({
-                    "image": str(file),
-                    "top": [{"index": int(i), "label": labels[i], "id": ids[i],
-                             "score": float(row[i])} for i in order],
-                })  # fmt: skip
-            meter.update(len(results))
+    for batch in view_batches(files, views, batch_size):
+        probs = probabilities(tf.constant(batch)).numpy()
+        done = len(results)
+        for file, row in zip(files[done : done + len(batch)], probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:top]
+            results.append({
+                "image": str(file),
+                "top": [{"index": int(i), "label": labels[i], "id": ids[i],
+                         "score": float(row[i])} for i in order],
+            })  # fmt: skip
+        meter.update(len(results))
     return results
 
 

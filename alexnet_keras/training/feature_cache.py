@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
+from alexnet_keras.features.extractor import layer_model, run_batches, view_forward
 from alexnet_keras.files import write_error
-from alexnet_keras.progress import Progress
 
 __all__ = ["head_trainer_inputs"]
 
@@ -71,19 +71,20 @@ def _extract(extractor, ds, count, flip, path):
         tmp.unlink(missing_ok=True)
         raise (write_error(path, e, count * copies * int(np.prod(shape)) * 2) or e) from None
     labels = np.empty(count * copies, np.int32)
-    i, began = 0, time.perf_counter()
+    began = time.perf_counter()
+    one = view_forward(extractor)
+
+    def forward(x):
+        # Mirroring the preprocessed crop equals preprocessing the mirrored one.
+        return [one(v).numpy() for v in ((x, tf.reverse(x, [2])) if flip else (x,))]
+
+    def write(i, outputs, y, feats=feats):  # bound now: `feats` is deleted below
+        for copy, out in enumerate(outputs):
+            feats[copy * count + i : copy * count + i + len(out)] = out
+            labels[copy * count + i : copy * count + i + len(out)] = y.numpy()
+
     # A CPU pass over CIFAR-10 takes many minutes: show it moving.
-    meter = Progress(count, label=f"features {path.stem}", unit="img")
-    for x, y in ds:
-        n = int(y.shape[0])
-        feats[i : i + n] = extractor(x, training=False).numpy()
-        labels[i : i + n] = y.numpy()
-        if flip:  # mirroring the preprocessed crop equals preprocessing the mirrored one
-            feats[count + i : count + i + n] = extractor(tf.reverse(x, [2]), training=False).numpy()
-            labels[count + i : count + i + n] = y.numpy()
-        i += n
-        meter.update(i)
-    meter.close()
+    i = run_batches(forward, ds, write, total=count, label=f"features {path.stem}")
     feats.flush()
     log.info("features %s: %d images in %.0f s", path.stem, i, time.perf_counter() - began)
     if i == count:
@@ -99,11 +100,9 @@ def _extract(extractor, ds, count, flip, path):
 
 
 def _features(config, model, splits, info, size, preprocessing, folder):
-    import keras
-
     from alexnet_keras import data
 
-    extractor = keras.Model(model.inputs, model.get_layer(_OUTPUT[config.feature_layer]).output)
+    extractor = layer_model(model, _OUTPUT[config.feature_layer])
     if (folder / "done.json").exists():
         log.info("reusing cached features in %s", folder)
     else:
