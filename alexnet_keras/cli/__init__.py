@@ -7,10 +7,11 @@ one-line message and exit code 2, never a traceback.
 - `app`: the click group and what every command shares;
 - `commands`: summary, convert, evaluate, predict, export, chm summary;
 - `training`: finetune and train;
+- `features`: a layer's outputs for images or a dataset (HDF5);
 - `show`: the pictures (filters, curves, predictions, neighbours).
 """
 
-from alexnet_keras.cli import commands, show, training  # noqa: F401  (registers the commands)
+from alexnet_keras.cli import commands, features, show, training  # noqa: F401  (registers the commands)
 from alexnet_keras.cli.app import cli, main
 
 __all__ = ["cli", "main"]
