@@ -7,12 +7,10 @@ crops, whose outputs are averaged), the colour order and the mean. The file
 is resumable: a stopped run continues where it stopped.
 """
 
-import pathlib
-
 import numpy as np
 
 from alexnet_keras.features.extractor import layer_model, run_batches, view_forward
-from alexnet_keras.features.images import collect_images, view_batches
+from alexnet_keras.features.images import collect_images, true_index, view_batches
 from alexnet_keras.features.store import PartialFile, check_output
 from alexnet_keras.version import __version__
 
@@ -44,15 +42,6 @@ def _header(path, meta, layer, ten_crop, protocol, source):
     return header
 
 
-def _folder_labels(files, names):
-    """Each file's class: its folder's name among the class names or ids, else -1."""
-    index = {}
-    for i, name in enumerate(names or []):
-        for alias in name if isinstance(name, (list, tuple)) else [name]:
-            index.setdefault(str(alias), i)
-    return np.array([index.get(pathlib.Path(f).parent.name, -1) for f in files], np.int32)
-
-
 def _file_batches(files, meta, protocol, ten_crop, batch_size, start):
     """Batches of `(views, (paths, labels))` of image files, from `files[start]` on."""
     from alexnet_keras.preprocessing import center_crop, class_names, load_image, preprocess_fn
@@ -65,7 +54,8 @@ def _file_batches(files, meta, protocol, ten_crop, batch_size, start):
         image = load_image(file, protocol=protocol)
         return preprocess(ten_views(image, size) if ten_crop else center_crop(image, size))
 
-    labels = _folder_labels(files, class_names(meta))
+    names = class_names(meta)
+    labels = np.array([-1 if (i := true_index(f, names)) is None else i for f in files], np.int32)
     for x in view_batches(files, views, batch_size, start):
         yield x, (files[start : start + len(x)], labels[start : start + len(x)])
         start += len(x)

@@ -1,8 +1,9 @@
 """Image files in, batches of views out: the one image lister of `predict` and `features`.
 
 `collect_images` names and checks the files before any model is built, so a
-bad file fails fast, by name; `view_batches` decodes them on a few threads,
-in order, a batch at a time.
+bad file fails fast, by name; `true_index` reads a file's class from its
+folder's name; `view_batches` decodes them on a few threads, in order, a
+batch at a time.
 """
 
 import collections
@@ -13,7 +14,7 @@ import numpy as np
 
 from alexnet_keras.data.image_folder import IMAGE_EXTENSIONS, check_image, image_files
 
-__all__ = ["collect_images", "view_batches"]
+__all__ = ["collect_images", "true_index", "view_batches"]
 
 # Decoding a JPEG and resizing it releases the GIL; four threads keep one CPU
 # forward pass fed without holding many decoded images at once.
@@ -56,6 +57,40 @@ def collect_images(paths):
         if problem is not None:
             raise ValueError(f"{file}: {problem}")
     return files
+
+
+def _key(text):
+    return " ".join(str(text).replace("_", " ").split()).casefold()
+
+
+def true_index(path, names):
+    """The class an image's folder names, or None.
+
+    A folder named by a class id (an ImageNet WordNet id such as
+    `n01440764`) or by a class name (`cat`, `golden_retriever`; case, spaces
+    and underscores aside) gives that class. An ambiguous name (ImageNet has
+    two `crane` classes) gives None: only an id tells them apart.
+
+    Args:
+        path: the image file.
+        names: the weights' classes, strings or `(id, name)` pairs.
+
+    Example:
+
+    >>> from alexnet_keras.features.images import true_index
+    >>> names = [("n01440764", "tench"), ("n01443537", "goldfish")]
+    >>> true_index("imagenet-sample/n01443537/x.JPEG", names), true_index("cat/1.png", names)
+    (1, None)
+    """
+    folder = _key(pathlib.Path(path).parent.name)
+    found = set()
+    for index, name in enumerate(names or ()):
+        parts = name if isinstance(name, (list, tuple)) else (name,)
+        if folder == _key(parts[0]) and len(parts) > 1:
+            return index  # an id is unique
+        if folder == _key(parts[-1]):
+            found.add(index)
+    return found.pop() if len(found) == 1 else None
 
 
 def view_batches(files, views, batch_size, start=0):

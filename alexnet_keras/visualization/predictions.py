@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from alexnet_keras.features.images import true_index
 from alexnet_keras.visualization.canvas import default_output, figure, save_png
 
 __all__ = ["draw_predictions", "show_predictions", "true_index"]
@@ -20,40 +21,6 @@ CELL_INCHES = (2.4, 3.2)  # an image on top, five bars below
 TRUE_COLOUR = "tab:red"
 OTHER_COLOUR = "tab:blue"
 _LABEL_CHARS = 24
-
-
-def _key(text):
-    return " ".join(str(text).replace("_", " ").split()).casefold()
-
-
-def true_index(path, names):
-    """The class an image's folder names, or None.
-
-    A folder named by a class id (an ImageNet WordNet id such as
-    `n01440764`) or by a class name (`cat`, `golden_retriever`; case, spaces
-    and underscores aside) gives that class. An ambiguous name (ImageNet has
-    two `crane` classes) gives None: only an id tells them apart.
-
-    Args:
-        path: the image file.
-        names: the weights' classes, strings or `(id, name)` pairs.
-
-    Example:
-
-    >>> from alexnet_keras.visualization.predictions import true_index
-    >>> names = [("n01440764", "tench"), ("n01443537", "goldfish")]
-    >>> true_index("imagenet-sample/n01443537/x.JPEG", names), true_index("cat/1.png", names)
-    (1, None)
-    """
-    folder = _key(pathlib.Path(path).parent.name)
-    found = set()
-    for index, name in enumerate(names or ()):
-        parts = name if isinstance(name, (list, tuple)) else (name,)
-        if folder == _key(parts[0]) and len(parts) > 1:
-            return index  # an id is unique
-        if folder == _key(parts[-1]):
-            found.add(index)
-    return found.pop() if len(found) == 1 else None
 
 
 def _short(text):
