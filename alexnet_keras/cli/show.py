@@ -120,3 +120,38 @@ def predictions(weights, images, top, columns, max_images, ten_crop, output):
     path = show_predictions(weights, images, output=output, top=top, columns=columns,
                             max_images=max_images, ten_crop=ten_crop)  # fmt: skip
     click.echo(str(path))
+
+
+@show.command()
+@click.option("--weights", required=True, help="A .weights.h5 or a release name.")
+@click.option("--dataset", required=True,
+              help="A TFDS name or folder:PATH: queries from its eval split, neighbours from its "
+              "train split.")  # fmt: skip
+@click.option("--data-dir", default=None, help="The TFDS data dir.")
+@click.option("--queries", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="Eval images drawn, one a row.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Picks the queries.")
+@click.option("--layer", default="relu7", show_default=True,
+              help="The layer compared: relu7 is fc7 after its ReLU, the paper's 'last, "
+              "4096-dimensional hidden layer' (fc7 is before it).")  # fmt: skip
+@output_option
+@offline_option
+@user_errors
+def neighbours(weights, dataset, data_dir, queries, seed, layer, output):
+    """Draw eval images and their 6 nearest training images, as the paper's Figure 4 (right).
+
+    Nearest is the Euclidean distance between the layer's outputs on the
+    centre crops. Each split's features are computed once and cached in
+    $ALEXNET_KERAS_HOME/features/ (an interrupted pass resumes). Each row is
+    a query, framed, then its neighbours, nearest first, each labelled with
+    its class and its distance.
+    """
+    import sys
+
+    quiet_tensorflow()
+    from alexnet_keras.visualization.neighbours import show_neighbours
+
+    path = _picture_path(output, weights, "neighbours")
+    result = show_neighbours(weights, dataset, data_dir=data_dir, queries=queries, seed=seed,
+                             layer=layer, output=path, progress=sys.stderr)  # fmt: skip
+    click.echo(str(result.path))
