@@ -149,12 +149,15 @@ def extract_features(weights, layer, output, *, images=(), dataset=None, data_di
         raise ValueError("Give image files or folders, or --dataset; not both and not neither")
     check_output(output, overwrite)
     source, items, names = _inputs(images, dataset, data_dir, split)
+    from alexnet_keras.cuda_convnet.cfg_weights import is_mirror_file
     from alexnet_keras.model import AlexNet
     from alexnet_keras.preprocessing import class_labels, weights_protocol
     from alexnet_keras.pretrained import resolve
     from alexnet_keras.weights import read_metadata
 
     path = resolve(weights)
+    if is_mirror_file(path):  # its preprocessing is a mean image and its own layers
+        raise ValueError(f"{path}: a cuda-convnet cfg net; features reads AlexNet weights files")
     meta = read_metadata(path)
     protocol = weights_protocol(meta)
     header = _header(path, meta, layer, ten_crop, protocol, source)

@@ -93,12 +93,13 @@ def test_the_command_draws_beside_the_weights_from_the_cache(weights, dataset, h
     png.unlink()
 
 
-def test_bad_input_is_one_line(weights, dataset, home, tmp_path, monkeypatch):
-    monkeypatch.setattr(nb, "extract_features", extract_features)  # fc9 is not cached
+def test_bad_input_is_one_line(weights, dataset, home, tmp_path, monkeypatch, cfg_weights):
+    monkeypatch.setattr(nb, "extract_features", extract_features)  # none of these is cached
     out = tmp_path / "n.png"
     for args, needle in (
         (["--layer", "fc9"], "Unknown layer 'fc9'. Expected one of conv1, "),
         (["--dataset", f"folder:{tmp_path / 'none'}"], "none"),
+        (["--weights", str(cfg_weights)], f"{cfg_weights}: a cuda-convnet cfg net; features "),
     ):
         full = ["show", "neighbours", "--weights", str(weights), "--dataset", dataset, *args,
                 "-o", str(out)]  # fmt: skip
