@@ -5,7 +5,9 @@
 - `extractor`: a layer's sub-model and the one batch loop, shared with the
   trainer's `--cache-features`;
 - `store`: the self-describing, resumable HDF5 features file;
-- `extract`: `extract_features`, what `alexnet-keras features` runs.
+- `extract`: `extract_features`, what `alexnet-keras features` runs;
+- `neighbours`: each dataset split's features cached by `extract`, and the
+  nearest-neighbour search of `show neighbours`.
 
 Importing this package does not import TensorFlow.
 """
