@@ -3,8 +3,8 @@
 Datasets:
 
 - `features`: float32 `(N, ...)`, one row per image;
-- `paths` (image files: UTF-8 strings) or `indices` (a dataset: int64, the
-  row's position in its split);
+- `paths` (image files: strings, UTF-8 but for a name that is not, kept as
+  its bytes) or `indices` (a dataset: int64, the row's position in its split);
 - `labels`: int32 `(N,)`, the class index, or -1 where unknown;
 - `class_names`: UTF-8 strings, indexed by `labels`;
 - `mean`: the per-pixel mean image, only when the weights subtract one
@@ -26,6 +26,8 @@ import os
 import pathlib
 
 import numpy as np
+
+from alexnet_keras.files import write_error
 
 __all__ = ["FORMAT", "PartialFile", "check_output", "partial_path", "read_features"]
 
@@ -214,17 +216,18 @@ class PartialFile:
         keys, labels = extra
         rows = np.asarray(rows, np.float32)
         end = start + len(rows)
-        if end > len(self.file["features"]):  # cannot happen: `total` counts every image
-            raise ValueError(
-                f"{self.path}: more rows than the {len(self.file['features'])} planned"
-            )
-        self.file["features"][start:end] = rows
-        self.file[self.keys][start:end] = [str(k) for k in keys] if self.keys == "paths" else keys
-        self.file["labels"][start:end] = labels
-        self.file.flush()
-        # Only now is the batch counted: a run killed before this line redoes it.
-        self.file.attrs["count"] = end
-        self.file.flush()
+        if self.keys == "paths":  # the file system's bytes: a name that is not UTF-8 is kept
+            keys = [os.fsencode(k) for k in keys]
+        try:
+            self.file["features"][start:end] = rows
+            self.file[self.keys][start:end] = keys
+            self.file["labels"][start:end] = labels
+            self.file.flush()
+            # Only now is the batch counted: a run killed before this line redoes it.
+            self.file.attrs["count"] = end
+            self.file.flush()
+        except (OSError, RuntimeError) as e:  # h5py says "errno = 28" for a full disk
+            raise (write_error(self.path, e, rows.nbytes) or e) from None
         self.done = end
 
     def finish(self):
@@ -271,5 +274,6 @@ def read_features(path):
         raise ValueError(f"{path}: not a features file ({' '.join(str(e).split())})") from None
     for key in ("paths", "class_names"):
         if key in out:
-            out[key] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in out[key]]
+            out[key] = [v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+                        for v in out[key]]  # fmt: skip
     return {**out, "attrs": attrs}

@@ -143,15 +143,17 @@ def show_neighbours(weights, dataset, *, data_dir=None, queries=8, seed=0, layer
 
     Example:
 
-    >>> import os, tempfile, alexnet_keras
+    >>> import os, shutil, tempfile, alexnet_keras
     >>> from unittest import mock
-    >>> from alexnet_keras import weights
     >>> from alexnet_keras.visualization.neighbours import show_neighbours
-    >>> folder = tempfile.mkdtemp()
-    >>> path = weights.save_weights(alexnet_keras.AlexNet(classes=10),
-    ...     os.path.join(folder, "m.weights.h5"), variant="bvlc")
-    >>> with mock.patch.dict(os.environ, {"ALEXNET_KERAS_HOME": folder}):
-    ...     result = show_neighbours(path, "folder:../shared/data/cifar10-mini", queries=2)
+    >>> home = tempfile.mkdtemp()
+    >>> for part in ("train/cat", "train/ship", "test/cat", "test/ship"):  # 4 images each
+    ...     _ = shutil.copytree(f"../shared/data/cifar10-mini/{part}", f"{home}/mini/{part}",
+    ...                         ignore=lambda folder, names: sorted(names)[4:])
+    >>> path = alexnet_keras.weights.save_weights(alexnet_keras.AlexNet(classes=10),
+    ...                                           f"{home}/m.weights.h5", variant="bvlc")
+    >>> with mock.patch.dict(os.environ, {"ALEXNET_KERAS_HOME": home}):
+    ...     result = show_neighbours(path, f"folder:{home}/mini", queries=2)
     >>> result.path.name, result.neighbours.shape
     ('m-neighbours.png', (2, 6))
     """

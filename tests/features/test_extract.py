@@ -61,7 +61,7 @@ def _reference(weights, files, layer, ten_crop, batch_size):
                                             ("pool5", True)])  # fmt: skip
 def test_features_are_the_layer_outputs(weights, files, tmp_path, layer, ten_crop):
     (tmp_path / "holiday").mkdir()  # a folder that names no class: label -1
-    files = [*files, tmp_path / "holiday" / "x.jpg"]
+    files = [*files, tmp_path / "holiday" / os.fsdecode(b"caf\xe9.jpg")]  # not UTF-8: kept
     files[-1].write_bytes(files[1].read_bytes())
     out = tmp_path / "f.h5"
     result = _invoke("--weights", weights, "--layer", layer, *files, "-o", out, "--batch-size", 2,
