@@ -134,10 +134,12 @@ def predictions(weights, images, top, columns, max_images, ten_crop, output):
 @click.option("--layer", default="relu7", show_default=True,
               help="The layer compared: relu7 is fc7 after its ReLU, the paper's 'last, "
               "4096-dimensional hidden layer' (fc7 is before it).")  # fmt: skip
+@click.option("--dpi", type=click.IntRange(30, 600), default=100, show_default=True,
+              help="Pixels per inch of the PNG; each image is 1.35 inches wide.")  # fmt: skip
 @output_option
 @offline_option
 @user_errors
-def neighbours(weights, dataset, data_dir, queries, seed, layer, output):
+def neighbours(weights, dataset, data_dir, queries, seed, layer, dpi, output):
     """Draw eval images and their 6 nearest training images, as the paper's Figure 4 (right).
 
     Nearest is the Euclidean distance between the layer's outputs on the
@@ -153,5 +155,5 @@ def neighbours(weights, dataset, data_dir, queries, seed, layer, output):
 
     path = _picture_path(output, weights, "neighbours")
     result = show_neighbours(weights, dataset, data_dir=data_dir, queries=queries, seed=seed,
-                             layer=layer, output=path, progress=sys.stderr)  # fmt: skip
+                             layer=layer, output=path, progress=sys.stderr, dpi=dpi)  # fmt: skip
     click.echo(str(result.path))

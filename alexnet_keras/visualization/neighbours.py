@@ -56,7 +56,9 @@ def _cell(ax, image, title, query=False):
                  fontweight="bold" if query else "normal", pad=2)  # fmt: skip
 
 
-def draw_neighbours(queries, neighbours, query_titles, neighbour_titles, distances, heading=""):
+def draw_neighbours(
+    queries, neighbours, query_titles, neighbour_titles, distances, heading="", dpi=100
+):
     """The Figure 4 (right) grid: a row per query, the query (framed) then its neighbours.
 
     Args:
@@ -66,6 +68,7 @@ def draw_neighbours(queries, neighbours, query_titles, neighbour_titles, distanc
         neighbour_titles: per query, a label per neighbour.
         distances: per query, the neighbours' distances (written under them).
         heading: the picture's title.
+        dpi: pixels per inch of the PNG (a cell is 1.35 inches wide).
 
     Returns:
         The matplotlib `Figure`.
@@ -81,7 +84,7 @@ def draw_neighbours(queries, neighbours, query_titles, neighbour_titles, distanc
     """
     rows, columns = len(queries), 1 + max(len(n) for n in neighbours)
     top = 0.4 if heading else 0.1  # inches above the grid
-    fig = figure(CELL_INCHES[0] * columns, CELL_INCHES[1] * rows + top)
+    fig = figure(CELL_INCHES[0] * columns, CELL_INCHES[1] * rows + top, dpi)
     grid = fig.add_gridspec(rows, columns, wspace=0.08, hspace=0.3, left=0.01, right=0.99,
                             top=1 - top / fig.get_size_inches()[1],
                             bottom=0.2 / fig.get_size_inches()[1])  # fmt: skip
@@ -122,7 +125,7 @@ def _images(split, indices, protocol, size):
 
 
 def show_neighbours(weights, dataset, *, data_dir=None, queries=8, seed=0, layer="relu7", k=6,
-                    output=None, progress=None):  # fmt: skip
+                    output=None, progress=None, dpi=100):  # fmt: skip
     """Draws `queries` eval images with their `k` nearest training images in `layer`.
 
     Args:
@@ -137,6 +140,7 @@ def show_neighbours(weights, dataset, *, data_dir=None, queries=8, seed=0, layer
         k: neighbours per query.
         output: the PNG; default beside the weights file (`<stem>-neighbours.png`).
         progress: a stream for the extraction's progress lines; `None` for silence.
+        dpi: pixels per inch of the PNG (each image is 1.35 inches wide).
 
     Returns:
         A `Neighbours`.
@@ -189,6 +193,7 @@ def show_neighbours(weights, dataset, *, data_dir=None, queries=8, seed=0, layer
         distances,
         heading=f"{layer}: each eval image (framed) and its {near.shape[1]} nearest training "
         "images, by Euclidean distance",
+        dpi=dpi,
     )
     return Neighbours(save_png(fig, target), evals["indices"][rows], train["indices"][near],
                       distances)  # fmt: skip
