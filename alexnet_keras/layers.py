@@ -357,7 +357,7 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     @property
     def resolved_implementation(self):
-        """The path `call` takes: `"split"` or `"native"`."""
+        """The path `call` takes on TensorFlow: `"split"` or `"native"`."""
         if self.groups == 1:
             return "native"
         return "split" if self.implementation == "auto" else self.implementation

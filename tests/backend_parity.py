@@ -12,6 +12,7 @@ so the parent can show that the same checks fail on that backend.
 """
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -354,7 +355,10 @@ def main(argv=None):
     cases = np.load(args.cases)
     keys = args.keys and args.keys.split(",")
     result = {"backend": keras.backend.backend(), **run_checks(cases, args.only.split(","), keys)}
-    # jax and torch need no TensorFlow for any of this: layers, model, weights files, fit.
+    # jax and torch need no TensorFlow for any of this: layers, model, weights files, fit,
+    # nor to import the converters, which write the backend-neutral files.
+    importlib.import_module("alexnet_keras.converters.convert")
+    importlib.import_module("alexnet_keras.cuda_convnet.convert")
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     if args.plant:  # the same checks, in the same process, on layers built after the plant
         plant_alpha_bug()
