@@ -1,4 +1,4 @@
-"""alexnet-keras: the 2012 AlexNet family for Keras 3 and TensorFlow 2.
+"""alexnet-keras: the 2012 AlexNet family for Keras 3 (TensorFlow, JAX, PyTorch).
 
 The public names are loaded on first use, so `alexnet-keras --help` does not
 pay for importing TensorFlow.

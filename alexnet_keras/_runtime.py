@@ -15,7 +15,6 @@ import sys
 import warnings
 
 __all__ = [
-    "BackendWarning",
     "allow_tensorflow_logs",
     "check_backend",
     "configure_environment",
@@ -24,10 +23,6 @@ __all__ = [
     "quiet_python_logs",
     "quiet_tensorflow_import",
 ]
-
-
-class BackendWarning(UserWarning):
-    """Keras runs on a backend other than TensorFlow, which AlexNet's layers call."""
 
 
 def configure_environment():
@@ -41,7 +36,9 @@ def configure_environment():
       import-time native lines (which ignore it) are kept off stderr too.
 
     `KERAS_BACKEND` is not set: a backend named in `keras.json` or the
-    environment stands (`keras_backend`, `check_backend`).
+    environment stands (`keras_backend`). The model, layers and weights run on
+    TensorFlow, JAX and PyTorch; the commands refuse other backends
+    (`check_backend`).
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -87,23 +84,15 @@ def _keras_json_backend():
     return (backend, path) if backend else ("tensorflow", "default")
 
 
-def _backend_note(backend, where):
-    return (
-        f"Keras runs on the {backend!r} backend ({where}); AlexNet's layers call TensorFlow "
-        "kernels, so there it builds, loads weights and predicts eagerly (`model(x)`), but "
-        "compiled predict/evaluate and training need KERAS_BACKEND=tensorflow"
-    )
+def check_backend():
+    """Refuses, in one line, to run a command on a backend other than TensorFlow.
 
-
-def check_backend(required=False):
-    """Says once that Keras is not on TensorFlow, and what works there.
-
-    Args:
-        required: raise instead of warning (the command line, whose commands
-            all run on TensorFlow).
+    The model, its layers and weights files run on every backend; what the
+    commands drive (the `tf.distribute` trainer, `tf.data` pipelines, exports)
+    is TensorFlow's, so the command line needs Keras on TensorFlow.
 
     Raises:
-        ValueError: with `required`, when the backend is not TensorFlow.
+        ValueError: when Keras is set to another backend; it names where.
 
     Example:
 
@@ -111,14 +100,11 @@ def check_backend(required=False):
     >>> check_backend()  # TensorFlow: nothing to say
     """
     backend, where = keras_backend()
-    if backend == "tensorflow":
-        return
-    if required:
+    if backend != "tensorflow":
         raise ValueError(
             f"{where}: Keras is set to the {backend!r} backend; alexnet-keras commands run on "
             "TensorFlow: run them with KERAS_BACKEND=tensorflow"
         )
-    warnings.warn(_backend_note(backend, where), BackendWarning, stacklevel=2)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -7,11 +7,14 @@
 - `SpatialResponseNormalization`: cuda-convnet's same-map `rnorm`.
 
 All three are registered, so `.keras` files reload without `custom_objects`.
+
+They run on every Keras backend. The other backends take the `keras.ops` path;
+on TensorFlow the layers keep the paths that are faster there (TF's fused LRN
+kernel, the split grouped convolution), with `tensorflow` imported only then.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 __all__ = [
     "GroupedConv2D",
@@ -50,9 +53,26 @@ def _channels_divisible(layer, channels):
         )
 
 
+def on_tensorflow():
+    """Whether Keras runs on TensorFlow, where the TF-only fast paths apply.
+
+    Example:
+
+    >>> from alexnet_keras.layers import on_tensorflow
+    >>> on_tensorflow() in (True, False)
+    True
+    """
+    return keras.backend.backend() == "tensorflow"
+
+
 def _as_float32(x):
     """LRN kernels exist for float32 only on CPU; mixed precision comes back here."""
-    return (x, x.dtype) if x.dtype == tf.float32 else (tf.cast(x, tf.float32), x.dtype)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return (x, dtype) if dtype == "float32" else (keras.ops.cast(x, "float32"), dtype)
+
+
+def _restore_dtype(y, dtype):
+    return y if dtype == "float32" else keras.ops.cast(y, dtype)
 
 
 def window_mean(x, size, before=None):
@@ -71,9 +91,9 @@ def window_mean(x, size, before=None):
     """
     before = size // 2 if before is None else before
     after = size - 1 - before
-    padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
+    padded = keras.ops.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])
     # A VALID average over the zero-padded map is the clipped window sum / size**2.
-    return tf.nn.avg_pool2d(padded, size, strides=1, padding="VALID")
+    return keras.ops.average_pool(padded, size, strides=1, padding="valid")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -99,7 +119,8 @@ class LocalResponseNormalization(keras.layers.Layer):
     Two implementations compute the same values (within float32 rounding):
 
     - `"kernel"` (default): TensorFlow's fused LRN op, called as above (per
-      group); cuDNN's LRN on GPU.
+      group); cuDNN's LRN on GPU. On JAX and PyTorch, which have no such op in
+      `keras.ops`, it takes the `"matmul"` path.
     - `"matmul"`: the window sums of all channels as one matrix product of the
       squares with a 0/1 band matrix (block-diagonal for `groups`), then
       `d**-0.75` as `rsqrt(d) * sqrt(rsqrt(d))` instead of `exp(log(d) * -beta)`.
@@ -148,16 +169,13 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.implementation = implementation
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        _channels_divisible(self, channels)
-        if self.implementation == "matmul":
-            index = np.arange(channels)
-            block = index // (channels // self.groups)
-            near = np.abs(index[:, None] - index[None, :]) <= (self.size - 1) // 2
-            self._band = (near & (block[:, None] == block[None, :])).astype(np.float32)
+        _channels_divisible(self, input_shape[-1])
+        self._band = self._band_matrix(input_shape[-1])
         self.built = True
 
     def _kernel_normalize(self, x):
+        import tensorflow as tf
+
         return tf.nn.local_response_normalization(
             x,
             depth_radius=(self.size - 1) // 2,
@@ -167,26 +185,34 @@ class LocalResponseNormalization(keras.layers.Layer):
         )
 
     def _matmul_normalize(self, x):
+        ops = keras.ops
         channels = x.shape[-1]
-        sums = tf.linalg.matmul(tf.reshape(tf.square(x), [-1, channels]), tf.constant(self._band))
-        d = self.bias + (self.alpha / self.size) * tf.reshape(sums, tf.shape(x))
+        band = ops.convert_to_tensor(self._band)
+        sums = ops.matmul(ops.reshape(ops.square(x), (-1, channels)), band)
+        d = self.bias + (self.alpha / self.size) * ops.reshape(sums, ops.shape(x))
         if self.beta == 0.75:  # AlexNet's exponent: two cheap roots instead of exp(log())
-            r = tf.math.rsqrt(d)
-            return x * (r * tf.sqrt(r))
+            r = ops.rsqrt(d)
+            return x * (r * ops.sqrt(r))
         if self.beta == 0.5:
-            return x * tf.math.rsqrt(d)
-        return x * tf.pow(d, -self.beta)
+            return x * ops.rsqrt(d)
+        return x * ops.power(d, -self.beta)
+
+    def _band_matrix(self, channels):
+        index = np.arange(channels)
+        block = index // (channels // self.groups)
+        near = np.abs(index[:, None] - index[None, :]) <= (self.size - 1) // 2
+        return (near & (block[:, None] == block[None, :])).astype(np.float32)
 
     def call(self, inputs):
         x, dtype = _as_float32(inputs)
-        if self.implementation == "matmul":
+        if self.implementation == "matmul" or not on_tensorflow():
             y = self._matmul_normalize(x)
         elif self.groups == 1:
             y = self._kernel_normalize(x)
         else:
-            parts = tf.split(x, self.groups, axis=-1)
-            y = tf.concat([self._kernel_normalize(p) for p in parts], axis=-1)
-        return tf.cast(y, dtype) if dtype != tf.float32 else y
+            parts = keras.ops.split(x, self.groups, axis=-1)
+            y = keras.ops.concatenate([self._kernel_normalize(p) for p in parts], axis=-1)
+        return _restore_dtype(y, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -249,9 +275,9 @@ class SpatialResponseNormalization(keras.layers.Layer):
     def call(self, inputs):
         x, dtype = _as_float32(inputs)
         # The clipped window sum / size**2 is exactly the term cuda-convnet scales.
-        mean_sq = window_mean(tf.square(x), self.size)
-        y = x * tf.pow(self.bias + self.alpha * mean_sq, -self.beta)
-        return tf.cast(y, dtype) if dtype != tf.float32 else y
+        mean_sq = window_mean(keras.ops.square(x), self.size)
+        y = x * keras.ops.power(self.bias + self.alpha * mean_sq, -self.beta)
+        return _restore_dtype(y, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -287,6 +313,10 @@ class GroupedConv2D(keras.layers.Conv2D):
     - `implementation="native"`: one `tf.nn.conv2d` with the grouped kernel.
       Fast with oneDNN (and cuDNN), but TensorFlow has no grouped gradient and
       no fused grouped kernel with oneDNN off, so it fails there.
+
+    On JAX and PyTorch the layer is stock `Conv2D(groups=...)`, whose one
+    grouped convolution (`feature_group_count`, `groups`) they run natively;
+    `implementation` only chooses among the TensorFlow paths.
 
     Args:
         filters: total number of output channels, divisible by `groups`.
@@ -327,12 +357,16 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     @property
     def resolved_implementation(self):
-        """The path `call` takes: `"split"` or `"native"`."""
+        """The path `call` takes on TensorFlow: `"split"` or `"native"`."""
         if self.groups == 1:
             return "native"
         return "split" if self.implementation == "auto" else self.implementation
 
     def convolution_op(self, inputs, kernel):
+        if not on_tensorflow():
+            return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
         padding = self.padding.upper()
         conv = lambda x, k: tf.nn.conv2d(  # noqa: E731
             x, k, strides=self.strides, padding=padding, dilations=self.dilation_rate
@@ -344,6 +378,10 @@ class GroupedConv2D(keras.layers.Conv2D):
         return tf.concat([conv(x, k) for x, k in zip(xs, ks, strict=True)], axis=-1)
 
     def call(self, inputs):
+        if not on_tensorflow():
+            return super().call(inputs)
+        import tensorflow as tf
+
         outputs = self.convolution_op(inputs, self.kernel)
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, outputs.dtype))

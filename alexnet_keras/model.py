@@ -2,7 +2,7 @@
 
 import keras
 
-from alexnet_keras import _runtime, pretrained
+from alexnet_keras import pretrained
 from alexnet_keras import variants as V
 from alexnet_keras.geometry import conv_geometry, conv_padding, min_input_side, pool_geometry
 from alexnet_keras.layers import (
@@ -13,9 +13,6 @@ from alexnet_keras.layers import (
 from alexnet_keras.weights import load_into, read_metadata
 
 __all__ = ["AlexNet"]
-
-# Once, on import: the backend Keras chose (keras.json or KERAS_BACKEND) stands.
-_runtime.check_backend()
 
 
 def AlexNet(

@@ -60,9 +60,9 @@ def preprocess_input(x, variant="bvlc", mean=None):
 
     Args:
         x: RGB images, float 0..255, channels last (`(H, W, 3)` or
-            `(N, H, W, 3)`), already cropped; a NumPy array, a tensor or a
-            symbolic `keras.KerasTensor` (`keras.Input`), as keras' own
-            `preprocess_input` takes.
+            `(N, H, W, 3)`), already cropped; a NumPy array, a tensor of any
+            Keras backend or a symbolic `keras.KerasTensor` (`keras.Input`),
+            as keras' own `preprocess_input` takes.
         variant: `"bvlc"`, `"caffenet"` or `"chm2012"`.
         mean: optional mean to subtract instead of the variant's, in the
             variant's colour order; shape `(3,)` or `(H, W, 3)`.
@@ -82,7 +82,7 @@ def preprocess_input(x, variant="bvlc", mean=None):
     if _is_numpy(x):
         x = np.asarray(x, dtype=np.float32)
         channels = x.shape[-1:]
-    elif _is_keras_tensor(x):
+    elif _is_keras_tensor(x) or not _is_tf_tensor(x):
         import keras
 
         x = keras.ops.cast(x, "float32")
@@ -102,11 +102,19 @@ def _is_keras_tensor(x):
     return any(t.__name__ == "KerasTensor" for t in type(x).__mro__)
 
 
+def _is_tf_tensor(x):
+    """A TensorFlow tensor (the pipelines' graph tensors included); JAX and torch tensors are not.
+
+    Checked by module name, so JAX and PyTorch input never imports TensorFlow.
+    """
+    return type(x).__module__.startswith("tensorflow")
+
+
 def _to_model_input(x, color_order, mean):
     """RGB float32 0..255 to the model's colour order, minus `mean`: the one copy of this job."""
     if color_order == "BGR" and _is_numpy(x):
         x = x[..., ::-1]
-    elif color_order == "BGR" and _is_keras_tensor(x):
+    elif color_order == "BGR" and (_is_keras_tensor(x) or not _is_tf_tensor(x)):
         import keras
 
         x = keras.ops.flip(x, axis=-1)

@@ -25,6 +25,18 @@ import math
 
 import numpy as np
 
+
+def numeric_grad(f, x, coords, eps=1e-3):
+    """Central differences of scalar `f` (float64) at a few coordinates of `x`."""
+    out = []
+    for idx in coords:
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        out.append((f(xp) - f(xm)) / (2 * eps))
+    return np.array(out)
+
+
 # --------------------------------------------------------------------------- Caffe
 
 

@@ -50,3 +50,13 @@ def test_bench_chm_train_runs(capsys):
             "--data", f"folder:{require(SHARED / 'data' / 'cifar10-mini')}"]  # fmt: skip
     assert module.main(argv) == 0
     assert "trainer / raw step" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_backends_runs(tmp_path, capsys):
+    module = load_script("benchmarks/bench_backends.py")
+    out = tmp_path / "backends.json"
+    argv = ["--batch", "2", "--rounds", "2", "--steps", "1", "--warmup", "1",
+            "--backends", "tensorflow,jax,torch", "--json", str(out)]  # fmt: skip
+    assert module.main(argv) == 0
+    assert "tensorflow " in capsys.readouterr().out and out.exists()

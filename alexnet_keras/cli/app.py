@@ -25,7 +25,7 @@ def quiet_tensorflow():
     Raises:
         ValueError: Keras is set to a backend other than TensorFlow.
     """
-    _runtime.check_backend(required=True)
+    _runtime.check_backend()
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.find_root().meta.get(_VERBOSE):
         _runtime.allow_tensorflow_logs()

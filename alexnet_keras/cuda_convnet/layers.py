@@ -17,11 +17,13 @@
 - `ConvnetDropout`: the `hs` layer, dropout that is not inverted: training
   multiplies by a Bernoulli(keep) mask, inference (or `enable=false`) by
   `keep` (`src/layer.cu`, `HiddenSexLayer`; `docs/formats.md` §1.3).
+
+All three are `keras.ops` code and run on every Keras backend.
 """
 
 import keras
+import ml_dtypes
 import numpy as np
-import tensorflow as tf
 
 __all__ = ["ConvnetDropout", "ConvnetNeuron", "ConvnetPool2D", "clipped_windows"]
 
@@ -113,17 +115,19 @@ class ConvnetPool2D(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        fill = inputs.dtype.min if self.pool == "max" else 0
+        ops = keras.ops
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        fill = float(ml_dtypes.finfo(dtype).min) if self.pool == "max" else 0
         pads = [[0, 0], list(self._pads), list(self._pads), [0, 0]]
-        x = tf.pad(inputs, pads, constant_values=fill)
+        x = ops.pad(inputs, pads, constant_values=fill)
         x = x[:, self._offset : self._offset + self._extent, self._offset : self._offset
               + self._extent, :]  # fmt: skip
         if self.pool == "max":
-            return tf.nn.max_pool2d(x, self.size, self.stride, "VALID")
-        mean = tf.nn.avg_pool2d(x, self.size, self.stride, "VALID")  # zeros padded: sum / size**2
+            return ops.max_pool(x, self.size, self.stride, "valid")
+        mean = ops.average_pool(x, self.size, self.stride, "valid")  # zeros padded: sum / size**2
         if self.divisor == "window":
             return mean
-        return mean * float(self.size**2) / tf.cast(self._area, mean.dtype)
+        return mean * float(self.size**2) / ops.cast(self._area, dtype)
 
     def compute_output_shape(self, input_shape):
         m = self._outputs(input_shape[1])
@@ -159,14 +163,14 @@ class ConvnetNeuron(keras.layers.Layer):
 
     def call(self, x):
         if self.kind == "relu":
-            return tf.nn.relu(x)
+            return keras.ops.relu(x)
         if self.kind == "logistic":
-            return tf.sigmoid(x)
+            return keras.ops.sigmoid(x)
         if self.kind == "tanh":
             a, b = self.params
-            return a * tf.tanh(b * x)
+            return a * keras.ops.tanh(b * x)
         if self.kind == "abs":
-            return tf.abs(x)
+            return keras.ops.abs(x)
         return x
 
     def compute_output_shape(self, input_shape):
@@ -205,8 +209,8 @@ class ConvnetDropout(keras.layers.Layer):
 
     def call(self, x, training=False):
         if training and self.enable:
-            mask = keras.random.uniform(tf.shape(x), seed=self.seed_generator) < self.keep
-            return x * tf.cast(mask, x.dtype)
+            mask = keras.random.uniform(keras.ops.shape(x), seed=self.seed_generator) < self.keep
+            return x * keras.ops.cast(mask, x.dtype)
         return x * self.keep
 
     def compute_output_shape(self, input_shape):

@@ -32,15 +32,19 @@ citations are to its files at HEAD unless a revision is named):
   (-2 scale' pow dy_i y_i / denom_i)` over the outputs `i` whose window
   holds `j` (`kRNormUndoPrelims` l.1592-1604, `kRNormUndo` l.1629-1700):
   the mean is treated as a constant. `ContrastNormalization` reproduces that
-  gradient with `tf.custom_gradient`, since training like cuda-convnet is
-  the point.
+  gradient with `keras.ops.custom_gradient`, since training like cuda-convnet
+  is the point.
+
+Both run on every Keras backend: `local` takes `tf.image.extract_patches` on
+TensorFlow and `keras.ops.image.extract_patches` (an identity-kernel
+convolution) elsewhere; `keras.ops.custom_gradient` is `tf.custom_gradient`,
+`jax.custom_gradient`, or a `torch.autograd.Function` on PyTorch.
 """
 
 import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from alexnet_keras.cuda_convnet.layers import clipped_windows
 from alexnet_keras.layers import window_mean
@@ -120,7 +124,7 @@ class ConvnetLocal2D(keras.layers.Layer):
                 f"groups={self.groups}. Received: {input_shape}"
             )
         m = local_modules(n, self.filter_size, self.stride, self.padding)
-        self._modules = m
+        self._side = m  # not `_modules`: torch.nn.Module has its own
         self._after = (m - 1) * self.stride + self.filter_size - n - self.padding
         fs = self.filter_size
         self.kernel = self.add_weight(
@@ -131,22 +135,32 @@ class ConvnetLocal2D(keras.layers.Layer):
                                     initializer=self.bias_initializer)  # fmt: skip
         self.built = True
 
+    def _patches(self, x):
+        """`(N, m, m, fs * fs * C)`, depth `(y, x, c)`: y-major, as cuda-convnet's `y * fs + x`."""
+        fs, s = self.filter_size, self.stride
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # One op (XLA has it too); fs*fs strided slices were no faster, forward+backward,
+            # on 2 shared cores.
+            return tf.image.extract_patches(x, [1, fs, fs, 1], [1, s, s, 1], [1, 1, 1, 1], "VALID")
+        return keras.ops.image.extract_patches(x, fs, strides=s, padding="valid")
+
     def call(self, inputs):
-        m, s, fs, g = self._modules, self.stride, self.filter_size, self.groups
+        ops = keras.ops
+        m, fs, g = self._side, self.filter_size, self.groups
         pads = [[0, 0], [self.padding, self._after], [self.padding, self._after], [0, 0]]
-        x = tf.pad(inputs, pads) if self.padding or self._after else inputs
-        # Patch depth is (y, x, c), y-major as cuda-convnet's p = y * fs + x. One op (XLA has
-        # it too); fs*fs strided slices were no faster, forward+backward, on 2 shared cores.
-        patches = tf.image.extract_patches(x, [1, fs, fs, 1], [1, s, s, 1], [1, 1, 1, 1], "VALID")
-        n = tf.shape(inputs)[0]
+        x = ops.pad(inputs, pads) if self.padding or self._after else inputs
+        patches = self._patches(x)
+        n = ops.shape(inputs)[0]
         fc, fg = inputs.shape[-1] // g, self.filters // g
-        patches = tf.reshape(patches, [n, m * m, fs * fs, g, fc])
-        patches = tf.reshape(tf.transpose(patches, [1, 3, 0, 2, 4]), [m * m, g, n, fs * fs * fc])
-        kernel = tf.reshape(tf.cast(self.kernel, patches.dtype), [m * m, fs * fs * fc, g, fg])
-        kernel = tf.transpose(kernel, [0, 2, 1, 3])  # (M, g, fs*fs*fc, fg)
-        out = tf.matmul(patches, kernel)  # (M, g, N, fg)
-        out = tf.reshape(tf.transpose(out, [2, 0, 1, 3]), [n, m, m, self.filters])
-        return out + tf.cast(self.bias, out.dtype)
+        patches = ops.reshape(patches, (n, m * m, fs * fs, g, fc))
+        patches = ops.reshape(ops.transpose(patches, (1, 3, 0, 2, 4)), (m * m, g, n, fs * fs * fc))
+        kernel = ops.reshape(ops.cast(self.kernel, patches.dtype), (m * m, fs * fs * fc, g, fg))
+        kernel = ops.transpose(kernel, (0, 2, 1, 3))  # (M, g, fs*fs*fc, fg)
+        out = ops.matmul(patches, kernel)  # (M, g, N, fg)
+        out = ops.reshape(ops.transpose(out, (2, 0, 1, 3)), (n, m, m, self.filters))
+        return out + ops.cast(self.bias, out.dtype)
 
     def compute_output_shape(self, input_shape):
         m = local_modules(input_shape[1], self.filter_size, self.stride, self.padding)
@@ -219,18 +233,22 @@ class ContrastNormalization(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        x = inputs if inputs.dtype == tf.float32 else tf.cast(inputs, tf.float32)
+        ops = keras.ops
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        x = inputs if dtype == "float32" else ops.cast(inputs, "float32")
         size, alpha, beta = self.size, self.alpha, self.beta
-        mean_scale = tf.constant(self._mean_scale)
+        mean_scale = ops.convert_to_tensor(self._mean_scale)
 
-        @tf.custom_gradient
+        @ops.custom_gradient
         def norm(x):
             diffs = x - window_mean(x, size) * mean_scale
-            denoms = 1.0 + alpha * window_mean(tf.square(diffs), size)
-            scaled = tf.pow(denoms, -beta)
+            denoms = 1.0 + alpha * window_mean(ops.square(diffs), size)
+            scaled = ops.power(denoms, -beta)
             y = x * scaled
 
-            def grad(dy):
+            # TF and JAX pass `upstream` alone; PyTorch passes the inputs, then `upstream=`.
+            def grad(*args, upstream=None):
+                dy = args[0] if upstream is None else upstream
                 # cuda-convnet's convResponseNormUndo on the mean differences: the outputs
                 # whose window holds a pixel are the window starting size-1-size//2 before it.
                 acts = -2.0 * alpha * beta * dy * y / denoms
@@ -239,7 +257,7 @@ class ContrastNormalization(keras.layers.Layer):
             return y, grad
 
         y = norm(x)
-        return y if inputs.dtype == tf.float32 else tf.cast(y, inputs.dtype)
+        return y if dtype == "float32" else ops.cast(y, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
