@@ -55,19 +55,24 @@ def write_large_copy(src, dst, shorter=500):
 
 def windows_img_s(pipelines, batch, warmup, batches, windows):
     """`{name: [img/s per window]}`, the pipelines' windows alternated (a noisy machine's
-    drift lands on all of them alike)."""
-    its = {name: iter(ds) for name, ds in pipelines.items()}
-    for it in its.values():
-        for _ in range(warmup):
-            next(it)
-    rates = {name: [] for name in its}
+    drift lands on all of them alike).
+
+    Each window opens its own iterator, warms it up and closes it: an open
+    tf.data iterator keeps filling its prefetch buffers in the background, and
+    the next window would drain them at memory speed.
+    """
+    rates = {name: [] for name in pipelines}
     for _ in range(windows):
-        for name, it in its.items():
+        for name, ds in pipelines.items():
+            it = iter(ds)
+            for _ in range(warmup):
+                next(it)
             start = time.perf_counter()
             for _ in range(batches):
                 x, _ = next(it)
             x.numpy()
             rates[name].append(batches * batch / (time.perf_counter() - start))
+            del it
     return rates
 
 
