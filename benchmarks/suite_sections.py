@@ -81,8 +81,8 @@ def _model_under(policy):
 
 def model(ctx, share):
     """Train and inference img/s: precision x XLA x batch."""
-    if ctx.tiny:
-        settings = [("float32", False, 2), ("bf16", False, 2), ("float32", True, 2)]
+    if ctx.tiny:  # XLA's compile of the train step is the slow part here: inference only
+        settings = [("float32", False, 2), ("bf16", False, 2)]
     else:
         precisions = ["float32", "bf16"] + (["fp16"] if ctx.gpus else [])
         settings = [(p, jit, b) for b in (128, 256) for jit in (False, True) for p in precisions]
@@ -96,7 +96,7 @@ def model(ctx, share):
         net = _model_under(PRECISIONS[precision])
         opt = keras.optimizers.SGD(0.01, momentum=0.9)
         train, infer = _steps(net, opt, batch, jit)
-        calls = 2 if ctx.tiny else 20
+        calls = 1 if ctx.tiny else 20
         train_img_s = batch / timed(train, part / 2, calls)
         infer_img_s = batch / timed(infer, part / 2, calls)
         if precision == "float32" and not jit and ctx.trainer_img_s is None:
@@ -159,7 +159,12 @@ def eval_last_batch(ctx, share):
             seen += sum(int(t.shape[0]) for t in out)
         note = f"ok: the last batch had 1 image for {replicas} replicas"
     except (tf.errors.OpError, ValueError) as e:
-        note = f"failed: {' '.join(str(e).split())[:300]}"
+        # The root error, not the graph's "Detected at node" trace. On 2 logical CPUs (TF
+        # 2.21, oneDNN) the empty replica's conv1 returns its input's shape, and conv2's
+        # split then fails: "split_dim 3 (size = 3) and num_split 2".
+        lines = str(e).splitlines()
+        root = next((ln for ln in lines if "(0)" in ln or "Incompatible" in ln), lines[0])
+        note = f"failed: {' '.join(root.split())[:200]}"
     return [_row(f"eval, {replicas + 1} images in batches of {replicas}", seen, "images", note)]
 
 
@@ -201,12 +206,17 @@ def chm_80sec(ctx, share):
     if ctx.tiny:
         options.update(epochs=1, steps_per_epoch=2, eval_steps=1)
     config = train_config.resolve("train", options)
-    # The budget ends the run as Ctrl-C would: the epochs done so far are reported.
+    # The budget ends the run as Ctrl-C would: the epochs done so far are reported. (Tiny
+    # settings are two steps: no timer, which could land before the trainer's handler.)
     timer = threading.Timer(max(share - 5, 1), os.kill, (os.getpid(), signal.SIGINT))
     start = time.perf_counter()
-    timer.start()
+    if not ctx.tiny:
+        timer.start()
     try:
         result = run(config)
+    except KeyboardInterrupt:  # the budget ran out before the first epoch began
+        return [_row("80sec r434 (10 epochs) wall", time.perf_counter() - start, "s",
+                     "stopped by the budget before the first epoch")]  # fmt: skip
     finally:
         timer.cancel()
     wall = time.perf_counter() - start

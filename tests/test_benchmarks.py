@@ -50,3 +50,20 @@ def test_bench_chm_train_runs(capsys):
             "--data", f"folder:{require(SHARED / 'data' / 'cifar10-mini')}"]  # fmt: skip
     assert module.main(argv) == 0
     assert "trainer / raw step" in capsys.readouterr().out
+
+
+def test_the_suite_runs_at_tiny_settings_inside_its_budget(tmp_path, capsys):
+    """`benchmarks/suite.py` on this CPU, every section, seconds each: it never rots."""
+    import json
+
+    require(SHARED / "data" / "chm-release")
+    module = load_script("benchmarks/suite.py")
+    out = tmp_path / "suite.json"
+    assert module.main(["--tiny", "--budget-s", "300", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["seconds"] <= 300
+    sections = {row["section"] for row in result["rows"]}
+    assert sections == {"model", "mirrored", "eval-last-batch", "input", "chm-80sec", "serving"}
+    failed = [row for row in result["rows"] if row["setting"] == "failed"]
+    assert not failed, failed
+    assert "budget" in capsys.readouterr().out
