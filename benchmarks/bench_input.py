@@ -53,17 +53,26 @@ def write_large_copy(src, dst, shorter=500):
     return dst
 
 
-def windows_img_s(ds, batch, warmup, batches, windows):
-    it = iter(ds)
-    for _ in range(warmup):
-        next(it)
-    rates = []
+def windows_img_s(pipelines, batch, warmup, batches, windows):
+    """`{name: [img/s per window]}`, the pipelines' windows alternated (a noisy machine's
+    drift lands on all of them alike).
+
+    Each window opens its own iterator, warms it up and closes it: an open
+    tf.data iterator keeps filling its prefetch buffers in the background, and
+    the next window would drain them at memory speed.
+    """
+    rates = {name: [] for name in pipelines}
     for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(batches):
-            x, _ = next(it)
-        x.numpy()
-        rates.append(batches * batch / (time.perf_counter() - start))
+        for name, ds in pipelines.items():
+            it = iter(ds)
+            for _ in range(warmup):
+                next(it)
+            start = time.perf_counter()
+            for _ in range(batches):
+                x, _ = next(it)
+            x.numpy()
+            rates[name].append(batches * batch / (time.perf_counter() - start))
+            del it
     return rates
 
 
@@ -102,9 +111,13 @@ def main(argv=None):
         start = time.perf_counter()
         train = train_pipeline(splits["train"], **common).repeat()
         setup = time.perf_counter() - start  # a small TFDS set is read into memory here
-        evals = eval_pipeline(splits["eval"], **common).repeat()
-        for kind, ds in (("train", train), ("eval", evals)):
-            rates = windows_img_s(ds, args.batch, args.warmup, args.batches, args.windows)
+        pipelines = {
+            "train": train,  # the crop's window only (data.crop_decode)
+            "train-whole": train_pipeline(splits["train"], fused_crop=False, **common).repeat(),
+            "eval": eval_pipeline(splits["eval"], **common).repeat(),
+        }
+        measured = windows_img_s(pipelines, args.batch, args.warmup, args.batches, args.windows)
+        for kind, rates in measured.items():
             rows.append(
                 {
                     "dataset": label,
@@ -113,21 +126,27 @@ def main(argv=None):
                     "windows_img_s": rates,
                     "open_s": opened,
                     "train_setup_s": setup,
-                    "examples": info.num_examples[kind],
+                    "examples": info.num_examples[kind.split("-")[0]],
                 }
             )
 
+    cores = len(os.sched_getaffinity(0))
     print(
-        f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}, batch {args.batch}, crop "
-        f"{args.size}, median of {args.windows} windows x {args.batches} batches"
+        f"{cores} CPUs, TensorFlow {tf.__version__}, batch {args.batch}, crop "
+        f"{args.size}, median of {args.windows} alternated windows x {args.batches} batches"
     )
-    print(f"{'dataset':16s} {'pipeline':8s} {'img/s':>7s} {'x trainer':>9s}  windows")
+    print(f"{'dataset':16s} {'pipeline':11s} {'img/s':>7s} {'per core':>8s} {'x trainer':>9s}"
+          "  windows")  # fmt: skip
     for row in rows:
         spread = ", ".join(f"{r:.0f}" for r in row["windows_img_s"])
         print(
-            f"{row['dataset']:16s} {row['pipeline']:8s} {row['img_s']:7.1f} "
-            f"{row['img_s'] / TRAINER_IMG_S:8.1f}x  ({spread})"
+            f"{row['dataset']:16s} {row['pipeline']:11s} {row['img_s']:7.1f} "
+            f"{row['img_s'] / cores:8.1f} {row['img_s'] / TRAINER_IMG_S:8.1f}x  ({spread})"
         )
+    for label in dict.fromkeys(row["dataset"] for row in rows):
+        rate = {r["pipeline"]: r["img_s"] for r in rows if r["dataset"] == label}
+        fused, whole = rate["train"], rate["train-whole"]
+        print(f"{label}: the window-only crop is {fused / whole:.2f}x the whole-image train path")
     for label in dict.fromkeys(row["dataset"] for row in rows):
         row = next(r for r in rows if r["dataset"] == label)
         print(

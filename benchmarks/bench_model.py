@@ -9,6 +9,8 @@ Measures `bvlc` at 227, batch 64 by default, on the current device, for:
 - `keras-stock`: the same graph with stock `keras.layers.Conv2D(groups=2)`;
 - `keras-lrnmatmul`: the shipped graph with `LocalResponseNormalization(implementation="matmul")`
   (band-matrix window sums, rsqrt powers);
+- `keras-bf16`: the shipped graph under Keras' `mixed_bfloat16` policy (bf16 compute,
+  float32 variables: `train --mixed-precision bf16`), for CPUs with AVX-512 BF16 or AMX;
 - `torch-eager` and `torch-compile`: a PyTorch model of the same network with
   Caffe semantics (`LocalResponseNorm(5, 1e-4, 0.75, 1)`, ceil-mode pooling), when
   the `bench` extra (torch) is installed.
@@ -65,6 +67,13 @@ def count_macs(model):
 
 
 def keras_model(kind):
+    if kind == "bf16":  # mixed precision: bf16 compute, float32 variables
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            return AlexNet(variant="bvlc", classifier_activation=None)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
     model = AlexNet(variant="bvlc", classifier_activation=None)
     if kind == "shipped":
         return model
@@ -95,7 +104,7 @@ class KerasBench:
         @tf.function(jit_compile=False)
         def train_step(x, y):
             with tf.GradientTape() as tape:
-                logits = model(x, training=True)
+                logits = tf.cast(model(x, training=True), tf.float32)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
             grads = tape.gradient(loss, model.trainable_variables)
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -322,6 +331,7 @@ def main(argv=None):
             "keras-stock",
             "keras-native",
             "keras-lrnmatmul",
+            "keras-bf16",
         ):
             if other in results:
                 train_ratio = ours["train_img_s"] / results[other]["train_img_s"]

@@ -60,3 +60,20 @@ def test_bench_backends_runs(tmp_path, capsys):
             "--backends", "tensorflow,jax,torch", "--json", str(out)]  # fmt: skip
     assert module.main(argv) == 0
     assert "tensorflow " in capsys.readouterr().out and out.exists()
+
+
+def test_the_suite_runs_at_tiny_settings_inside_its_budget(tmp_path, capsys):
+    """`benchmarks/suite.py` on this CPU, every section, seconds each: it never rots."""
+    import json
+
+    require(SHARED / "data" / "chm-release")
+    module = load_script("benchmarks/suite.py")
+    out = tmp_path / "suite.json"
+    assert module.main(["--tiny", "--budget-s", "300", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["seconds"] <= 300
+    sections = {row["section"] for row in result["rows"]}
+    assert sections == {"model", "mirrored", "eval-last-batch", "input", "chm-80sec", "serving"}
+    failed = [row for row in result["rows"] if row["setting"] == "failed"]
+    assert not failed, failed
+    assert "budget" in capsys.readouterr().out

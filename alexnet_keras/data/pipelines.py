@@ -119,6 +119,7 @@ def train_pipeline(
     resize=256,
     num_parallel=tf.data.AUTOTUNE,
     drop_remainder=True,
+    fused_crop=True,
 ):
     """One epoch of AlexNet training batches, reproducible from `(seed, epoch)`.
 
@@ -158,6 +159,10 @@ def train_pipeline(
         resize: the shorter side before cropping.
         num_parallel: parallel calls of the per-image map.
         drop_remainder: drop the last, smaller batch.
+        fused_crop: for a `Split` of encoded images, decode and resize only
+            the crop's window (`data.crop_decode`): the same crop offsets, the
+            pixels equal within float rounding (<= 0.004 of 255 measured), a
+            fraction of the work. `False` decodes and resizes whole images.
 
     Returns:
         A dataset of `(x, y)`: float32 `(B, input_size, input_size, 3)` and int32
@@ -191,12 +196,20 @@ def train_pipeline(
     eigvec = tf.constant(IMAGENET_PCA_EIGVEC, tf.float32) * 255.0
     eigval = tf.constant(IMAGENET_PCA_EIGVAL, tf.float32)
 
-    def augment(index, image):
+    elements, decode = _epoch_order(ds, seed, epoch, skip_batches * batch_size, shuffle_buffer)
+    crop_decode = None
+    if fused_crop and isinstance(ds, Split):
+        crop_decode = ds.crop_decoder(checked=decode is not ds.decode)
+
+    def augment(index, raw):
         seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base_seed, index), 3
         )
-        x = resize_shorter(tf.cast(image, tf.float32), resize)
-        x = tf.image.stateless_random_crop(x, [input_size, input_size, 3], seed=seeds[0])
+        if crop_decode is not None:
+            x = crop_decode(raw, size=input_size, resize=resize, seed=seeds[0])
+        else:
+            x = resize_shorter(tf.cast(decode(raw), tf.float32), resize)
+            x = tf.image.stateless_random_crop(x, [input_size, input_size, 3], seed=seeds[0])
         if flip:
             x = tf.image.stateless_random_flip_left_right(x, seed=seeds[1])
         if pca_std:
@@ -204,9 +217,8 @@ def train_pipeline(
             x = x + tf.linalg.matvec(eigvec, alpha * eigval)
         return preprocess(x)
 
-    elements, decode = _epoch_order(ds, seed, epoch, skip_batches * batch_size, shuffle_buffer)
     out = elements.map(
-        lambda i, raw, label: (augment(i, decode(raw)), tf.cast(label, tf.int32)),
+        lambda i, raw, label: (augment(i, raw), tf.cast(label, tf.int32)),
         num_parallel_calls=num_parallel,
         deterministic=True,
     )

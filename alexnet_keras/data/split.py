@@ -21,9 +21,11 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from alexnet_keras.data.crop_decode import random_crop
 from alexnet_keras.data.image_graph import check, check_size, image_problem
 
-__all__ = ["Split", "decode_image", "drop_bad_records", "read_all", "record_ok"]
+__all__ = ["Split", "decode_image", "decode_random_crop", "drop_bad_records", "read_all",
+           "record_ok"]  # fmt: skip
 
 
 def decode_image(raw, is_path=False, checked=False):
@@ -52,15 +54,45 @@ def decode_image(raw, is_path=False, checked=False):
     >>> decode_image(tf.io.encode_png(tf.zeros((20, 30, 1), tf.uint8))).shape
     TensorShape([20, 30, 3])
     """
-    data = tf.io.read_file(raw) if is_path else raw
-    what = tf.strings.join([raw, ": "]) if is_path else tf.constant("")
-    problem = tf.constant("") if checked and not is_path else image_problem(data)
-    with tf.control_dependencies([check(tf.equal(problem, ""), tf.strings.join([what, problem]))]):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    data, what = _checked_bytes(raw, is_path, checked)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     # The decoded size too: the bound holds even where a decoder read a header otherwise.
     with tf.control_dependencies([check_size(tf.shape(image), what)]):
         return tf.identity(image)
+
+
+def _checked_bytes(raw, is_path, checked):
+    """`(bytes, what)`: the encoded image, released only after its check passed."""
+    data = tf.io.read_file(raw) if is_path else raw
+    what = tf.strings.join([raw, ": "]) if is_path else tf.constant("")
+    problem = tf.constant("") if checked and not is_path else image_problem(data)
+    with tf.control_dependencies([check(tf.equal(problem, ""), tf.strings.join([what, problem]))]):
+        return tf.identity(data), what
+
+
+def decode_random_crop(raw, *, size, resize, seed, is_path=False, checked=False):
+    """`decode_image`'s checks, then only the training crop's window (`crop_decode.random_crop`).
+
+    Returns:
+        float32 `(size, size, 3)`: the crop of the image resized to a shorter
+        side of `resize`, at the offset `seed` draws.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from alexnet_keras.data.split import decode_random_crop
+    >>> data = tf.io.encode_jpeg(tf.zeros((300, 400, 3), tf.uint8))
+    >>> decode_random_crop(data, size=227, resize=256, seed=tf.constant([0, 1])).shape
+    TensorShape([227, 227, 3])
+    """
+    data, what = _checked_bytes(raw, is_path, checked)
+
+    def checked_size(shape):
+        with tf.control_dependencies([check_size(shape, what)]):
+            return tf.identity(shape)
+
+    return random_crop(data, size=size, resize=resize, seed=seed, checked_size=checked_size)
 
 
 def record_ok(index, raw):
@@ -166,6 +198,16 @@ class Split:
         if isinstance(self.decode, functools.partial) and self.decode.func is decode_image:
             return functools.partial(decode_image, is_path=self.is_path, checked=True)
         return self.decode
+
+    def crop_decoder(self, checked=False):
+        """`decode_random_crop` for these references, or None for a custom `decode`.
+
+        Args:
+            checked: the references passed `record_ok` (see `decode_checked`).
+        """
+        if not (isinstance(self.decode, functools.partial) and self.decode.func is decode_image):
+            return None
+        return functools.partial(decode_random_crop, is_path=self.is_path, checked=checked)
 
     def arrays(self):
         """`(raw, labels)` NumPy arrays, or `None` if the split is too big."""

@@ -37,7 +37,7 @@ __all__ = ["CHM_DEFAULTS", "COMMAND_DEFAULTS", "EVAL_IMAGES", "MUTABLE", "OPTION
 
 CHOICES = {
     "schedule": ("step", "plateau", "cosine", "constant"),
-    "mixed_precision": (None, "bf16", "fp16"),
+    "mixed_precision": (None, "auto", "bf16", "fp16"),
     "strategy": ("auto", "one-device", "mirrored", "multi-worker"),
     "feature_layer": ("fc7", "pool5"),
     "variant": (None, "bvlc", "caffenet", "chm2012"),
@@ -190,7 +190,9 @@ OPTIONS = {
     "head_lr_mult": (float, "Learning-rate multiplier of a new fc8."),
     "freeze_backbone": ("flag", "Train fc6..fc8 only."),
     "trainable_from": ("choice", "Freeze every layer below this one."),
-    "mixed_precision": ("choice", "Default: float32."),
+    "mixed_precision": ("choice", "auto: bf16 on a CPU with AVX-512 BF16 or AMX (recommended "
+                                  "there) or a GPU of compute capability >= 8.0, fp16 on older "
+                                  "GPUs, else float32. Default: float32."),
     "model_dir": (str, "Checkpoints, logs and weights; a local folder. Default: "
                        "runs/<dataset>-<8 hex digits of a hash of the config, without the keys "
                        "that may change on a resume such as --epochs>, so the same command run "

@@ -28,6 +28,7 @@ from alexnet_keras.registry import OfflineError
 from alexnet_keras.training import config as train_config
 from alexnet_keras.training import config_file, setups
 from alexnet_keras.training.checkpoints import is_chief
+from alexnet_keras.training.precision import resolve_precision
 from alexnet_keras.training.strategies import make_strategy, pick_strategy, tf_config_task
 from alexnet_keras.training.trainer import DivergedError, Trainer
 
@@ -230,9 +231,12 @@ def _seed_and_precision(config):
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
-    if config.mixed_precision:
+    precision, why = resolve_precision(config.mixed_precision)
+    if config.mixed_precision == "auto":
+        log.info("mixed precision: %s (%s)", precision or "off, float32", why)
+    if precision:
         keras.mixed_precision.set_global_policy(
-            {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[config.mixed_precision]
+            {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
         )
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from alexnet_keras.files import write_error
 from alexnet_keras.progress import Progress
 from alexnet_keras.training.checkpoints import Checkpoints
+from alexnet_keras.training.precision import resolve_precision
 from alexnet_keras.training.schedules import Schedule
 
 __all__ = ["DivergedError", "Trainer"]
@@ -110,7 +111,7 @@ class Trainer:
         self.schedule = Schedule(config, setup.steps)
         with strategy.scope():
             optimizer = keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
-            if config.mixed_precision == "fp16":
+            if resolve_precision(config.mixed_precision)[0] == "fp16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(model.trainable_variables)
         self.optimizer = optimizer
@@ -129,7 +130,7 @@ class Trainer:
         import tensorflow as tf
 
         model, opt, factors, strategy = self.model, self.optimizer, self.factors, self.strategy
-        fp16 = self.config.mixed_precision == "fp16"
+        fp16 = resolve_precision(self.config.mixed_precision)[0] == "fp16"
 
         def step_fn(x, y, rates=None):
             with tf.GradientTape() as tape:

@@ -37,23 +37,27 @@ def _digest(data):
 def decodes(monkeypatch):
     """Every image decode that runs, by the sha1 of the bytes decoded.
 
-    `tf.io.decode_image` is wrapped, so a decode is counted wherever it is
-    built: in the split, in the pipeline, or anywhere else.
+    `tf.io.decode_image` and `tf.io.decode_and_crop_jpeg` (the training crop's
+    window, `data.crop_decode`) are wrapped, so a decode is counted wherever it
+    is built: in the split, in the pipeline, or anywhere else.
     """
     seen = collections.Counter()
-    real = tf.io.decode_image
 
     def record(data):
         seen[_digest(data.numpy())] += 1
         return np.int64(0)
 
-    def counting(contents, *args, **kwargs):
-        image = real(contents, *args, **kwargs)
-        tick = tf.py_function(record, [contents], tf.int64)
-        with tf.control_dependencies([tick]):
-            return tf.identity(image)
+    def counted(real):
+        def counting(contents, *args, **kwargs):
+            image = real(contents, *args, **kwargs)
+            tick = tf.py_function(record, [contents], tf.int64)
+            with tf.control_dependencies([tick]):
+                return tf.identity(image)
 
-    monkeypatch.setattr(tf.io, "decode_image", counting)
+        return counting
+
+    monkeypatch.setattr(tf.io, "decode_image", counted(tf.io.decode_image))
+    monkeypatch.setattr(tf.io, "decode_and_crop_jpeg", counted(tf.io.decode_and_crop_jpeg))
     return seen
 
 

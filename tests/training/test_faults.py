@@ -61,6 +61,21 @@ def test_mirrored_over_two_logical_cpus(imagenet_weights, tmp_path):  # noqa: F8
     assert read_arrays(out / "model.weights.h5")["fc8"][0].shape == (4096, 10)
 
 
+def test_mirrored_eval_whose_last_batch_leaves_a_replica_empty(imagenet_weights, tmp_path):  # noqa: F811
+    """100 test images in global batches of 3 over 2 replicas: the last batch has 1 image, so
+    one replica gets none (tensorflow#48057 reports LRN aborting there on 2 GPUs; TF's CPU
+    convolution fails on an empty batch called directly, see benchmarks/suite.py)."""
+    out = tmp_path / "m"
+    args = command(imagenet_weights, out, "--strategy", "mirrored", "--cpu-devices", "2",
+                   "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "3")  # fmt: skip
+    at = args.index("--eval-steps")
+    del args[at : at + 2]  # every test image
+    proc = run(args)
+    assert "done: val top-1" in proc.stdout
+    with open(out / "metrics.csv") as f:
+        assert len(f.read().splitlines()) == 2
+
+
 @pytest.mark.slow
 def test_multi_worker_two_processes_end_with_identical_weights(imagenet_weights, tmp_path):  # noqa: F811
     out = tmp_path / "mw"
