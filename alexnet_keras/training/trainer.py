@@ -168,7 +168,7 @@ class Trainer:
 
         model, strategy = self.model, self.strategy
 
-        def step_fn(x, y):
+        def score(x, y):
             y = tf.cast(y, tf.int32)
             if x.shape.rank == 5:  # ten crops: average the probabilities (Caffe's oversample)
                 probs = average_crops(
@@ -181,6 +181,14 @@ class Trainer:
             top1 = tf.equal(tf.argmax(probs, -1, output_type=tf.int32), y)
             f = lambda t: tf.reduce_sum(tf.cast(t, tf.float32))  # noqa: E731
             return f(loss), f(top1), f(top5), tf.cast(tf.size(y), tf.float32)
+
+        def step_fn(x, y):
+            # A last batch smaller than the replica count leaves a replica no image, and TF's
+            # CPU convolution returns its input's shape for an empty batch (conv2's grouped
+            # split then fails; tensorflow#48057 reports LRN aborting there on GPUs): such a
+            # replica adds zeros instead of running the model.
+            zeros = (tf.constant(0.0),) * 4
+            return tf.cond(tf.shape(x)[0] > 0, lambda: score(x, y), lambda: zeros)
 
         @tf.function
         def eval_step(x, y):
