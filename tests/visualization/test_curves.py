@@ -16,7 +16,7 @@ ROW = "{},390,1.0,1.9,0.29,1.6,0.39,0.88,41.0,1215.6\r\n"
 
 def test_the_committed_runs_read_as_numbers():
     runs = {p.stem: read_metrics(p) for p in sorted(METRICS.glob("*.csv"))}
-    assert len(runs) == 7
+    assert len(runs) >= 7  # more land as the runs finish
     s0 = runs["18pct-2011-s0"]
     assert s0.name == "18pct-2011-s0" and s0.partial_line is None
     assert len(s0.columns["epoch"]) == 140 and s0.columns["epoch"][-1] == 140
