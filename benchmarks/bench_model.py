@@ -66,10 +66,13 @@ def count_macs(model):
 # ----------------------------------------------------------------------- Keras
 
 
+MIXED = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
 def keras_model(kind):
-    if kind == "bf16":  # mixed precision: bf16 compute, float32 variables
+    if kind in MIXED:  # mixed precision: bf16/fp16 compute, float32 variables
         previous = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        keras.mixed_precision.set_global_policy(MIXED[kind])
         try:
             return AlexNet(variant="bvlc", classifier_activation=None)
         finally:
@@ -93,7 +96,10 @@ def keras_model(kind):
 
 
 class KerasBench:
-    def __init__(self, kind, batch):
+    """A Keras model of `kind` (see `keras_model`), its train step and inference on one batch;
+    `jit` compiles both with XLA."""
+
+    def __init__(self, kind, batch, jit=False):
         self.model = keras_model(kind)
         self.opt = keras.optimizers.SGD(0.01, momentum=0.9)
         rng = np.random.default_rng(0)
@@ -101,7 +107,7 @@ class KerasBench:
         self.y = tf.constant(rng.integers(0, CLASSES, batch), tf.int32)
         model, opt = self.model, self.opt
 
-        @tf.function(jit_compile=False)
+        @tf.function(jit_compile=jit)
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(x, training=True), tf.float32)
@@ -110,7 +116,7 @@ class KerasBench:
             opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        @tf.function(jit_compile=False)
+        @tf.function(jit_compile=jit)
         def infer(x):
             return model(x, training=False)
 

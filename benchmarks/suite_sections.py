@@ -12,12 +12,12 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from bench_model import KerasBench  # beside this file: one train step and inference
 
 from alexnet_keras import AlexNet
 
 SIZE = 227
 CLASSES = 1000
-PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 @dataclasses.dataclass
@@ -49,36 +49,6 @@ def timed(fn, share, max_calls):
     return statistics.median(times)
 
 
-def _steps(model, opt, batch, jit):
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(0, 50, (batch, SIZE, SIZE, 3)), tf.float32)
-    y = tf.constant(rng.integers(0, CLASSES, batch), tf.int32)
-
-    @tf.function(jit_compile=jit)
-    def train(x, y):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(x, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-        grads = tape.gradient(loss, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
-
-    @tf.function(jit_compile=jit)
-    def infer(x):
-        return model(x, training=False)
-
-    return (lambda: train(x, y).numpy()), (lambda: infer(x).numpy())
-
-
-def _model_under(policy):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        return AlexNet(variant="bvlc", classifier_activation=None)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def model(ctx, share):
     """Train and inference img/s: precision x XLA x batch."""
     if ctx.tiny:  # XLA's compile of the train step is the slow part here: inference only
@@ -93,9 +63,8 @@ def model(ctx, share):
         if part < 1.0:
             rows.append(_row(name, None, "img/s", "skipped: out of budget"))
             continue
-        net = _model_under(PRECISIONS[precision])
-        opt = keras.optimizers.SGD(0.01, momentum=0.9)
-        train, infer = _steps(net, opt, batch, jit)
+        bench = KerasBench("shipped" if precision == "float32" else precision, batch, jit=jit)
+        train, infer = bench.train, bench.infer
         calls = 1 if ctx.tiny else 20
         train_img_s = batch / timed(train, part / 2, calls)
         infer_img_s = batch / timed(infer, part / 2, calls)
