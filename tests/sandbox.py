@@ -45,19 +45,36 @@ class Outcome:
         )
 
 
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def _tree_rss_kb(pid, field="VmRSS:"):
-    """RSS (or, with `field="VmHWM:"`, peak RSS) of `pid` and its descendants, in KB."""
-    total, todo = 0, [pid]
+    """RSS (or, with `field="VmHWM:"`, peak RSS) of `pid` and its descendants, in KB.
+
+    A descendant still running its parent's command line has forked and not
+    yet exec'd: `subprocess` starts children with vfork, so until the exec it
+    reports the parent's very pages as its own. Counting it would count the
+    parent twice (a 700 MB TensorFlow process starting a 30 MB reader read as
+    1.4 GB, and CI killed a healthy child for it).
+    """
+    total, todo = 0, [(pid, None)]
     while todo:
-        p = todo.pop()
+        p, parent_cmdline = todo.pop()
+        cmdline = _cmdline(p)
         try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith(field):
-                        total += int(line.split()[1])
-                        break
+            if parent_cmdline is None or cmdline != parent_cmdline:
+                with open(f"/proc/{p}/status") as f:
+                    for line in f:
+                        if line.startswith(field):
+                            total += int(line.split()[1])
+                            break
             with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
+                todo.extend((int(c), cmdline) for c in f.read().split())
         except (OSError, ValueError):
             pass
     return total
