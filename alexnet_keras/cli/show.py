@@ -71,10 +71,13 @@ def filters(weights, layer, max_filters, max_channels, output):
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--target", type=click.FloatRange(0, 100), default=None,
               help="A top-1 error (%) to mark with a dotted line: a claim.")  # fmt: skip
+@click.option("--chain", is_flag=True,
+              help="The runs are phases, each from the weights the one before ended with: draw "
+              "them one after another on one epoch axis.")  # fmt: skip
 @output_option
 @user_errors
-def curves(runs, target, output):
-    """Draw runs' training curves from their metrics.csv, overlaid.
+def curves(runs, target, chain, output):
+    """Draw runs' training curves from their metrics.csv, overlaid or chained.
 
     RUNS are run folders (`train --model-dir`) or metrics.csv files. Four
     panels per epoch: loss, top-1 and top-5 error (eval solid, train dashed)
@@ -90,7 +93,7 @@ def curves(runs, target, output):
     first = metrics[0].path
     source = first.parent if first.name == "metrics.csv" else first
     path = _picture_path(output, pathlib.Path(source), "curves")
-    click.echo(draw_curves(metrics, path, target=target))
+    click.echo(draw_curves(metrics, path, target=target, chain=chain))
 
 
 @show.command("predictions")

@@ -21,7 +21,7 @@ import numpy as np
 from alexnet_keras.files import read_bounded
 from alexnet_keras.visualization.canvas import figure, save_png
 
-__all__ = ["COLUMNS", "Metrics", "draw_curves", "read_metrics"]
+__all__ = ["COLUMNS", "Metrics", "draw_curves", "epoch_axes", "read_metrics"]
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5",
            "seconds", "img_per_s")  # fmt: skip
@@ -151,8 +151,31 @@ def _panels(fig):
     return axes
 
 
-def draw_curves(runs, output, *, target=None):
-    """Draws the runs' curves, overlaid, to a PNG; returns the path written.
+def epoch_axes(runs, *, chain=False):
+    """The x values of each run: its own epochs, or with `chain` one after another.
+
+    Chained runs are the phases of one protocol, each started from the
+    weights the one before ended with (`train --weights runs/a/model.weights.h5`):
+    a phase's epoch e is drawn at the earlier phases' epochs + e.
+
+    >>> import numpy as np
+    >>> from alexnet_keras.visualization.curves import Metrics, epoch_axes
+    >>> a = Metrics("a", None, {"epoch": np.arange(1.0, 101.0)})
+    >>> b = Metrics("b", None, {"epoch": np.arange(1.0, 61.0)})
+    >>> [float(x[0]) for x in epoch_axes([a, b], chain=True)]
+    [1.0, 101.0]
+    """
+    axes, offset = [], 0.0
+    for run in runs:
+        epoch = run.columns["epoch"]
+        axes.append(epoch + offset)
+        if chain:
+            offset += float(epoch[-1])
+    return axes
+
+
+def draw_curves(runs, output, *, target=None, chain=False):
+    """Draws the runs' curves, overlaid or chained, to a PNG; returns the path written.
 
     Four panels per epoch: the loss, the top-1 error and the top-5 error
     (eval solid, train dashed; the trainer records no train top-5) and the
@@ -162,6 +185,9 @@ def draw_curves(runs, output, *, target=None):
         runs: run folders or `metrics.csv` files (`read_metrics`), or `Metrics`.
         output: the `.png` to write.
         target: a top-1 error (%) to mark with a dashed line (a paper's claim).
+        chain: the runs are phases of one protocol: drawn one after another
+            along one epoch axis (`epoch_axes`), a dotted line where each
+            phase starts.
 
     Example:
 
@@ -177,9 +203,11 @@ def draw_curves(runs, output, *, target=None):
     fig = figure(10, 7.5, dpi=80)
     fig.set_layout_engine("constrained")
     loss, top1, top5, lr = _panels(fig)
-    for i, run in enumerate(runs):
+    for i, (run, epoch) in enumerate(zip(runs, epoch_axes(runs, chain=chain), strict=True)):
         c, colour = run.columns, f"C{i % 10}"
-        epoch = c["epoch"]
+        if chain and i:
+            for ax in (loss, top1, top5, lr):
+                ax.axvline(epoch[0] - 0.5, color="#999", linestyle=":", linewidth=1)
         loss.plot(epoch, c["val_loss"], color=colour, label=run.name)
         loss.plot(epoch, c["train_loss"], color=colour, linestyle="--", linewidth=1)
         top1.plot(epoch, 100 * (1 - c["val_top1"]), color=colour)

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from alexnet_keras.visualization.curves import COLUMNS, draw_curves, read_metrics
+from alexnet_keras.visualization.curves import COLUMNS, draw_curves, epoch_axes, read_metrics
 from tests.visualization.conftest import assert_a_picture
 
 pytest.importorskip("matplotlib")
@@ -28,6 +28,16 @@ def test_the_18pct_seeds_overlay(tmp_path):
     runs = sorted(METRICS.glob("18pct-2011-s*.csv"))
     pixels = assert_a_picture(draw_curves(runs, tmp_path / "c.png", target=18))
     assert pixels.shape[:2] == (600, 800)
+
+
+def test_phases_chain_on_one_epoch_axis(tmp_path):
+    # Methodology's protocol: phase b starts from phase a's weights and goes on from its epoch.
+    a, b = (read_metrics(METRICS / f"{n}.csv") for n in ("80sec-2011-drop8", "80sec-2011"))
+    chained = epoch_axes([a, b], chain=True)
+    assert (chained[0][0], chained[0][-1], chained[1][0], chained[1][-1]) == (1, 10, 11, 40)
+    overlaid = epoch_axes([a, b])
+    assert (overlaid[1][0], overlaid[1][-1]) == (1, 30)
+    assert_a_picture(draw_curves([a, b], tmp_path / "c.png", chain=True))
 
 
 def test_a_run_folder_is_named_by_the_folder(tmp_path):
