@@ -74,7 +74,8 @@ def sized_net(net, given):
     size = net_image_size(net.image_size, name)
     if size == net.image_size:
         return net
-    net = read_net(given["chm_layers"], given["chm_params"], image_size=size)
+    net = read_net(given["chm_layers"], given["chm_params"], image_size=size,
+                   semantics=given.get("convnet_semantics"))  # fmt: skip
     what = "24x24 crops of the 32x32 images" if size == _CROP else "whole 32x32 images"
     return dataclasses.replace(net, notes=(f"image size {size}: --chm-provider {name} reads "
                                            f"{what}", *net.notes[1:]))  # fmt: skip
@@ -150,7 +151,7 @@ def provider(config, splits, net, mean=None):
         return p, (f"cuda-convnet CIFAR provider: {size}x{size}, 0..255 minus the per-pixel "
                    f"mean of the training images, no crop, no flip"
                    f"{ranges if arrays else ''}")  # fmt: skip
-    era = getattr(net, "era", None) or "2012"
+    era = net.semantics  # the cuda-convnet the net was written for: 9 views in 2011's, 10 in 2012's
     p = CroppedProvider(splits, config.dataset, image_size=side, crop=size,
                         multiview=bool(config.multiview), era=era, **common)  # fmt: skip
     test = (f"{len(p.views)} views ({era} code), softmax averaged" if p.multiview

@@ -1,8 +1,9 @@
 """A cfg run on cuda-convnet's cropped provider: the options, the run, `evaluate`'s multiview.
 
-`evaluate` is checked against numpy: the views of each test image (the five
-starts and their mirrors of `convdata.py` HEAD l.104-111, minus the centre of
-the stored 32x32 mean, l.77), the saved net's softmax on each, their mean
+`evaluate` is checked against numpy: the views of each test image (2011's
+nine starts {0, b, 2b}^2 of `convdata.py` l.103-110 at 7f28479, no mirror;
+2012's five starts and their mirrors of HEAD l.104-111), minus the centre of
+the stored 32x32 mean (l.77), the saved net's softmax on each, their mean
 (`worker.cu` l.152-162), its argmax.
 """
 
@@ -32,8 +33,8 @@ def train_args(model_dir, *extra, net="80sec"):
             *extra]  # fmt: skip
 
 
-def numpy_multiview(weights):
-    """`(top-1, nll)` of the saved net on MINI's test images, softmax averaged over 10 views."""
+def numpy_multiview(weights, era):
+    """`(top-1, nll)` of the saved net on MINI's test images, softmax averaged over the views."""
     model, meta = load_mirror(weights)
     mean = np.asarray(meta["mean"], np.float64)  # CHW 3x32x32, as batches.meta holds it
     b, inner = 4, 24
@@ -41,26 +42,36 @@ def numpy_multiview(weights):
     splits, _ = open_dataset(f"folder:{MINI}")
     images, labels = load_split(splits["eval"], "mini", 32, 3)
     chw = images.transpose(0, 3, 1, 2).astype(np.float64)
-    starts = [(0, 0), (0, 2 * b), (b, b), (2 * b, 0), (2 * b, 2 * b)]
+    if era == "2011":
+        starts = [(y, x) for y in (0, b, 2 * b) for x in (0, b, 2 * b)]
+    else:
+        starts = [(0, 0), (0, 2 * b), (b, b), (2 * b, 0), (2 * b, 2 * b)]
     pics = [chw[:, :, y : y + inner, x : x + inner] for y, x in starts]
-    views = [p - centre for p in pics] + [p[:, :, :, ::-1] - centre for p in pics]
+    views = [p - centre for p in pics]
+    if era == "2012":
+        views += [p[:, :, :, ::-1] - centre for p in pics]
     probs = [model.predict(v.transpose(0, 2, 3, 1).astype(np.float32), verbose=0) for v in views]
     mean_probs = np.mean(np.asarray(probs, np.float64), axis=0)
     nll = -np.log(mean_probs[np.arange(len(labels)), labels]).mean()
     return float((mean_probs.argmax(-1) == labels).mean()), float(nll)
 
 
-def test_a_cropped_run_records_its_provider_and_evaluate_uses_its_multiview(tmp_path):
+@pytest.mark.parametrize("era, views", [(None, 9), ("2012", 10)])
+def test_a_cropped_run_records_its_provider_and_evaluate_uses_its_multiview(tmp_path, era, views):
+    # layers-80sec is an r331/r333 file: the 2011 code's nine views unless told 2012.
     require(CFG)
     require(MINI)
     run = tmp_path / "r"
+    semantics = ["--convnet-semantics", era] if era else []
     result = CliRunner().invoke(cli, train_args(run, "--chm-provider", "cifar-cropped",
-                                                "--multiview"), catch_exceptions=False)  # fmt: skip
+                                                "--multiview", *semantics),
+                                catch_exceptions=False)  # fmt: skip
+    era = era or "2011"
     assert result.exit_code == 0, result.output
     assert "cuda-convnet cropped CIFAR provider (--chm-provider): random 24x24 crops of 32x32" in (
         result.output
     )
-    assert "validation on 10 views (2012 code), softmax averaged" in result.output
+    assert f"validation on {views} views ({era} code), softmax averaged" in result.output
     assert "image size 24: --chm-provider cifar-cropped reads 24x24 crops" in result.output
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["chm_provider"] == "cifar-cropped" and saved["multiview"] is True
@@ -71,10 +82,11 @@ def test_a_cropped_run_records_its_provider_and_evaluate_uses_its_multiview(tmp_
                                    f"folder:{MINI}", "--json"])  # fmt: skip
     assert out.exit_code == 0, out.output
     report = json.loads(out.output[out.output.index("{") :])
-    assert report["views"] == "10 views of 24x24 (2012 cuda-convnet)" and report["count"] == 100
+    assert report["views"] == f"{views} views of 24x24 ({era} cuda-convnet)"
+    assert report["count"] == 100
     trained = next(csv.DictReader(open(run / "metrics.csv")))
     assert report["top1"] == pytest.approx(float(trained["val_top1"]), abs=1e-9)
-    top1, nll = numpy_multiview(weights)
+    top1, nll = numpy_multiview(weights, era)
     assert report["top1"] == pytest.approx(top1, abs=1e-9)
     assert float(trained["val_loss"]) == pytest.approx(nll, rel=1e-5)  # the averaged softmax
 
