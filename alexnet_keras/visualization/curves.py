@@ -203,18 +203,19 @@ def draw_curves(runs, output, *, target=None, chain=False):
     fig = figure(10, 7.5, dpi=80)
     fig.set_layout_engine("constrained")
     loss, top1, top5, lr = _panels(fig)
+    named = []  # one legend entry a run: its eval loss line
     for i, (run, epoch) in enumerate(zip(runs, epoch_axes(runs, chain=chain), strict=True)):
         c, colour = run.columns, f"C{i % 10}"
         if chain and i:
             for ax in (loss, top1, top5, lr):
                 ax.axvline(epoch[0] - 0.5, color="#999", linestyle=":", linewidth=1)
-        loss.plot(epoch, c["val_loss"], color=colour, label=run.name)
+        named.append(loss.plot(epoch, c["val_loss"], color=colour, label=run.name)[0])
         loss.plot(epoch, c["train_loss"], color=colour, linestyle="--", linewidth=1)
         top1.plot(epoch, 100 * (1 - c["val_top1"]), color=colour)
         top1.plot(epoch, 100 * (1 - c["train_acc"]), color=colour, linestyle="--", linewidth=1)
         top5.plot(epoch, 100 * (1 - c["val_top5"]), color=colour)
         lr.plot(epoch, c["lr"], color=colour, drawstyle="steps-post")
-    handles = [*loss.get_lines()[::2], *_style_keys(loss)]
+    handles = [*named, *_style_keys(loss)]
     if target is not None:
         handles.append(
             top1.axhline(target, color="#2a2", linestyle=":", label=f"target {target:g} %")
