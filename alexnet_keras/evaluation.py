@@ -12,7 +12,8 @@ __all__ = ["evaluate", "format_report"]
 
 
 def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, batch_size=64,
-             output=None, max_batches=None, labels=None, protocol=None, progress=None):  # fmt: skip
+             output=None, max_batches=None, labels=None, protocol=None, multiview_era=None,
+             progress=None):  # fmt: skip
     """Evaluates a weights file on a dataset.
 
     Args:
@@ -31,6 +32,9 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
         protocol: how images are resized before the crop: `"bvlc"` (a
             256x256 warp, as BVLC measured 57.1/80.2) or `"shorter-side"`;
             default: the weights' own (`preprocessing.weights_protocol`).
+        multiview_era: a cfg net trained on crops: the multiview set of the
+            `"2011"` (9 views) or `"2012"` (10) cuda-convnet; default: the
+            one its run recorded.
         progress: a stream for a progress line with an ETA (e.g.
             `sys.stderr`), shown when there is more than one batch; `None`
             for silence.
@@ -68,12 +72,15 @@ def evaluate(weights, dataset, *, data_dir=None, split="eval", ten_crop=False, b
     if mirror and (ten_crop or protocol):
         raise ValueError(f"{path}: a cfg net reads whole images; --ten-crop and --protocol "
                          "do not apply")  # fmt: skip
+    if multiview_era is not None and not mirror:
+        raise ValueError(f"{path}: --multiview-era is for a cfg net trained on crops")
     protocol = protocol or weights_protocol(meta)
     _check_classes(path, meta, info, dataset)
     classes = len(info.class_names)
     views = None
     if mirror:
-        ds, views = _cfg_batches(path, model, meta, splits[split], dataset, batch_size)
+        ds, views = _cfg_batches(path, model, meta, splits[split], dataset, batch_size,
+                                 multiview_era)  # fmt: skip
     else:
         model = AlexNet(weights=path)
         ds = data.eval_pipeline(
@@ -192,13 +199,15 @@ def _write_confusion(out, names, confusion):
             writer.writerow([name, *row.tolist()])
 
 
-def _cfg_batches(path, model, meta, ds, dataset, batch_size):
+def _cfg_batches(path, model, meta, ds, dataset, batch_size, era=None):
     """`(batches, views)`: cuda-convnet's provider, whole images minus the run's per-pixel
     mean; or, for a net that reads less than its mean image (trained on crops), the
     cropped provider's multiview set (`cuda_convnet.cropped_provider`), `views` naming it."""
     from alexnet_keras.cuda_convnet.cifar_provider import batches, load_split
     from alexnet_keras.cuda_convnet.cropped_provider import VIEWS, CroppedProvider
 
+    if era not in (None, *VIEWS):
+        raise ValueError(f"--multiview-era must be 2011 or 2012. Received: {era!r}")
     size, _, channels = model.input_shape[1:]
     if meta.get("mean") is None:
         raise ValueError(f"{path}: holds no mean image; cfg nets read images minus their mean")
@@ -208,10 +217,14 @@ def _cfg_batches(path, model, meta, ds, dataset, batch_size):
         raise ValueError(f"{path}: its mean image is {mean.shape}, the net reads {size}x{size}")
     arrays = load_split(ds, dataset, side, channels)
     if side == size:
+        if era is not None:
+            raise ValueError(f"{path}: the net reads whole {size}x{size} images: "
+                             "--multiview-era is for a net trained on crops")  # fmt: skip
         return batches(arrays, mean, np.arange(len(arrays[1])), batch_size), None
     source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
     record = source.get("provider") if isinstance(source.get("provider"), dict) else {}
-    era = record.get("multiview_era") if record.get("multiview_era") in VIEWS else "2012"
+    if era is None:
+        era = record.get("multiview_era") if record.get("multiview_era") in VIEWS else "2012"
     empty = tuple(a[:0] for a in arrays)
     provider = CroppedProvider(None, dataset, image_size=side, crop=size, channels=channels,
                                batch_size=batch_size, mean=mean, multiview=True, era=era,

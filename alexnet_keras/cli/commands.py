@@ -174,13 +174,16 @@ def convert(src, output, fmt, variant, prototxt, verify_images, verify_count, to
 )
 @click.option("--split", type=click.Choice(["eval", "train"]), default="eval", show_default=True)
 @click.option("--ten-crop", is_flag=True, help="Average the softmax over ten crops.")
+@click.option("--multiview-era", type=click.Choice(["2011", "2012"]), default=None,
+              help="A cfg net trained on crops: the multiview set of that cuda-convnet (2011: 9 "
+              "views, 2012: 10). Default: the one its run recorded.")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--output", default=None, help="Where to write the confusion matrix CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @offline_option
 @user_errors
-def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batch_size, output,
-             as_json):  # fmt: skip
+def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, multiview_era,
+             batch_size, output, as_json):  # fmt: skip
     """Top-1/top-5, a per-class accuracy table and a confusion matrix file.
 
     Progress with an ETA goes to stderr; the report to stdout.
@@ -193,7 +196,8 @@ def evaluate(weights, dataset, data_dir, labels, protocol, split, ten_crop, batc
 
     result = run_evaluation(weights, dataset, data_dir=data_dir, split=split, ten_crop=ten_crop,
                             batch_size=batch_size, output=output, labels=list(labels) or None,
-                            protocol=protocol, progress=sys.stderr)  # fmt: skip
+                            protocol=protocol, multiview_era=multiview_era,
+                            progress=sys.stderr)  # fmt: skip
     click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
 
 

@@ -89,6 +89,13 @@ def test_a_cropped_run_records_its_provider_and_evaluate_uses_its_multiview(tmp_
     top1, nll = numpy_multiview(weights, era)
     assert report["top1"] == pytest.approx(top1, abs=1e-9)
     assert float(trained["val_loss"]) == pytest.approx(nll, rel=1e-5)  # the averaged softmax
+    other, count = ("2012", 10) if era == "2011" else ("2011", 9)  # --multiview-era: the other set
+    out = CliRunner().invoke(cli, ["evaluate", "--weights", str(weights), "--dataset",
+                                   f"folder:{MINI}", "--json", "--multiview-era",
+                                   other])  # fmt: skip
+    report = json.loads(out.output[out.output.index("{") :])
+    assert report["views"] == f"{count} views of 24x24 ({other} cuda-convnet)"
+    assert report["top1"] == pytest.approx(numpy_multiview(weights, other)[0], abs=1e-9)
 
 
 @pytest.mark.slow  # two runs; the one-run test above covers the provider
@@ -148,3 +155,13 @@ def test_conv_local_nets_read_24x24_crops_and_cifar_reads_them_whole():
     from alexnet_keras.training.chm_data import net_image_size
 
     assert net_image_size(24, "cifar") == 32 and net_image_size(32, "cifar-cropped") == 24
+
+
+def test_multiview_era_is_refused_where_there_is_no_multiview(tmp_path):
+    from alexnet_keras import weights
+    from alexnet_keras.evaluation import evaluate
+    from alexnet_keras.model import AlexNet
+
+    path = weights.save_weights(AlexNet(classes=10), tmp_path / "m.weights.h5", variant="bvlc")
+    with pytest.raises(ValueError, match="m.weights.h5: --multiview-era is for a cfg net"):
+        evaluate(path, f"folder:{MINI}", multiview_era="2011")
