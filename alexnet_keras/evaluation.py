@@ -215,11 +215,11 @@ def _cfg_batches(path, model, meta, ds, dataset, batch_size, era=None):
     side = mean.shape[0]
     if mean.shape[1:] != (side, channels) or side < size or (side - size) % 2:
         raise ValueError(f"{path}: its mean image is {mean.shape}, the net reads {size}x{size}")
+    if side == size and era is not None:  # refused before the split is read
+        raise ValueError(f"{path}: the net reads whole {size}x{size} images: "
+                         "--multiview-era is for a net trained on crops")  # fmt: skip
     arrays = load_split(ds, dataset, side, channels)
     if side == size:
-        if era is not None:
-            raise ValueError(f"{path}: the net reads whole {size}x{size} images: "
-                             "--multiview-era is for a net trained on crops")  # fmt: skip
         return batches(arrays, mean, np.arange(len(arrays[1])), batch_size), None
     source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
     record = source.get("provider") if isinstance(source.get("provider"), dict) else {}

@@ -165,3 +165,21 @@ def test_multiview_era_is_refused_where_there_is_no_multiview(tmp_path):
     path = weights.save_weights(AlexNet(classes=10), tmp_path / "m.weights.h5", variant="bvlc")
     with pytest.raises(ValueError, match="m.weights.h5: --multiview-era is for a cfg net"):
         evaluate(path, f"folder:{MINI}", multiview_era="2011")
+
+
+def test_multiview_era_is_refused_for_a_cfg_net_that_reads_whole_images(tmp_path):
+    from alexnet_keras.cuda_convnet.cfg_mapper import mirror_arrays
+    from alexnet_keras.cuda_convnet.cfg_weights import save_mirror_weights
+    from tests import convnet_files as cf
+
+    require(MINI)
+    net = read_net(require(CFG / "layers-80sec.cfg"), CFG / "layer-params-80sec.cfg")
+    path = save_mirror_weights(net, mirror_arrays(net, cf.layers_from_net(net, seed=1)),
+                               tmp_path / "whole.weights.h5", class_names=list("abcdefghij"),
+                               mean=np.zeros((3, 32, 32), np.float32))  # fmt: skip
+    out = CliRunner().invoke(cli, ["evaluate", "--weights", str(path), "--dataset",
+                                   f"folder:{MINI}", "--multiview-era", "2011"])  # fmt: skip
+    lines = out.output.strip().splitlines()
+    assert out.exit_code == 2 and len(lines) == 1, out.output
+    assert lines[0].endswith("whole.weights.h5: the net reads whole 32x32 images: "
+                             "--multiview-era is for a net trained on crops")  # fmt: skip
