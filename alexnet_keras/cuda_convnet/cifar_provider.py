@@ -32,6 +32,7 @@ def load_split(ds, name, size, channels=3):
     """
     import tensorflow as tf
 
+    from alexnet_keras.data.prefetch import prefetched
     from alexnet_keras.data.split import Split
 
     if isinstance(ds, Split):
@@ -53,7 +54,7 @@ def load_split(ds, name, size, channels=3):
         return x, y, shape
 
     images, labels = [], []
-    for x, y, shapes in ds.map(checked).batch(4096).as_numpy_iterator():
+    for x, y, shapes in prefetched(ds.map(checked).batch(4096)).as_numpy_iterator():
         bad = np.flatnonzero((shapes != want).any(axis=1))
         if len(bad):
             fail(shapes[bad[0]])
@@ -71,6 +72,8 @@ def batches(arrays, mean, order, batch_size, drop_remainder=False):
     """
     import tensorflow as tf
 
+    from alexnet_keras.data.prefetch import prefetched
+
     images, labels = (tf.convert_to_tensor(a) for a in arrays)
     mean = tf.constant(np.asarray(mean, np.float32))
 
@@ -80,7 +83,7 @@ def batches(arrays, mean, order, batch_size, drop_remainder=False):
 
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(gather)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return prefetched(ds)
 
 
 class MemoryProvider:

@@ -197,6 +197,8 @@ class CroppedProvider(MemoryProvider):
         arrays of shape `(N,)` or `(N, V)` (views)."""
         import tensorflow as tf
 
+        from alexnet_keras.data.prefetch import prefetched
+
         images, labels = arrays
         mean = tf.constant(self.crop_mean)
         span = tf.range(self.crop, dtype=tf.int64)
@@ -221,7 +223,7 @@ class CroppedProvider(MemoryProvider):
         columns = (np.asarray(order, np.int64), *(np.asarray(s) for s in starts))
         ds = tf.data.Dataset.from_tensor_slices(columns)
         ds = ds.batch(self.batch_size, drop_remainder=drop_remainder).map(gather)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds)
 
     def train(self, epoch, skip_batches=0):
         """One epoch of random mirrored crops, order and crops seeded by `(seed, epoch)`."""

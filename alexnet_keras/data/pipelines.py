@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_keras.data.image_folder import seeded_permutation
+from alexnet_keras.data.prefetch import prefetched
 from alexnet_keras.data.split import Split, drop_bad_records
 from alexnet_keras.preprocessing import (
     PROTOCOLS,
@@ -230,7 +231,7 @@ def train_pipeline(
         num_parallel_calls=num_parallel,
         deterministic=True,
     )
-    return out.prefetch(tf.data.AUTOTUNE)
+    return prefetched(out)
 
 
 def eval_pipeline(
@@ -290,7 +291,7 @@ def eval_pipeline(
 
     out = _elements(ds).map(views, num_parallel_calls=num_parallel, deterministic=True)
     out = out.batch(batch_size, num_parallel_calls=num_parallel, deterministic=True)
-    return out.prefetch(tf.data.AUTOTUNE)
+    return prefetched(out)
 
 
 def average_crops(fn, crops):

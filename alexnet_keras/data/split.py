@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from alexnet_keras.data.crop_decode import random_crop
 from alexnet_keras.data.image_graph import check, check_size, image_problem
+from alexnet_keras.data.prefetch import prefetched
 
 __all__ = ["Split", "decode_image", "decode_random_crop", "drop_bad_records", "read_all",
            "record_ok"]  # fmt: skip
@@ -257,7 +258,7 @@ class Split:
 def read_all(references):
     """Every `(raw, label)` of a references dataset, as NumPy arrays."""
     raws, labels = [], []
-    for raw, label in references.batch(4096).as_numpy_iterator():
+    for raw, label in prefetched(references.batch(4096)).as_numpy_iterator():
         raws.append(raw.astype(object))
         labels.append(label)
     return np.concatenate(raws), np.concatenate(labels)

@@ -133,6 +133,8 @@ def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessi
     import keras
     import tensorflow as tf
 
+    from alexnet_keras.data.prefetch import prefetched
+
     _check(config)
     key = _key(config, config.weights, size, preprocessing)
     features = _features(config, model, splits, info, size, preprocessing,
@@ -172,12 +174,12 @@ def head_trainer_inputs(config, strategy, model, splits, info, size, preprocessi
         order = np.random.default_rng([config.seed, epoch]).permutation(len(train_y))
         ds, lookup = batches(train_x, train_y, order, True)
         ds = ds.skip(skip).map(lookup, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds)
 
     eval_x, eval_y = features["eval"]
 
     def make_eval():
         ds, lookup = batches(eval_x, eval_y, np.arange(len(eval_y)), False)
-        return ds.map(lookup).prefetch(tf.data.AUTOTUNE)
+        return prefetched(ds.map(lookup))
 
     return head, make_train, make_eval, steps
