@@ -163,12 +163,18 @@ class Trainer:
         return train_step
 
     def distribute(self, ds):
-        """`ds` split over the strategy's replicas (auto-sharded by data across workers)."""
+        """`ds` split over the strategy's replicas (auto-sharded by data across workers).
+
+        tf.data's autotuning is turned off here too, for a setup whose datasets do not end
+        in `data.prefetch.prefetched`: its thread can hold up every epoch's end by as long
+        as the epoch's iterator lived (`prefetched` says why).
+        """
         tf = self._tf
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
+        options.autotune.enabled = False
         return self.strategy.experimental_distribute_dataset(ds.with_options(options))
 
     def train_step(self, batch, global_step):

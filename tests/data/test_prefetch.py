@@ -1,4 +1,5 @@
-"""Every pipeline the package iterates ends in `prefetched`: no tf.data autotuning thread.
+"""Every pipeline the package iterates ends in `prefetched`, and the trainer turns tf.data
+autotuning off for any setup: no autotuning thread.
 
 With that thread, deleting an epoch's iterator waited for its sleep (up to a minute); the
 delete's time is measured in `benchmarks/bench_epoch_boundary.py`, not here.
@@ -67,3 +68,31 @@ def test_no_pipeline_prefetches_around_it():
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if re.search(r"\.prefetch\(", line)]  # fmt: skip
     assert found == []
+
+
+def test_the_trainer_turns_autotuning_off_for_any_setup(tmp_path, monkeypatch):
+    # A user's setup whose datasets are autotuned (no `prefetched` tail) gets it off too.
+    import keras
+    import tensorflow as tf
+
+    from alexnet_keras.training import config as train_config
+    from alexnet_keras.training import setups
+    from alexnet_keras.training.trainer import Trainer
+
+    data = tf.data.Dataset.from_tensor_slices((tf.zeros((8, 4)), tf.constant([0, 1] * 4)))
+    data = data.map(lambda x, y: (x + 1, y), num_parallel_calls=tf.data.AUTOTUNE).batch(4)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="fc8")])
+    config = train_config.resolve("train", {"dataset": "toy", "weights": "none",
+                                            "model_dir": str(tmp_path)})  # fmt: skip
+    setup = setups.Setup(model=model, factors=[(1.0, None), (1.0, None)],
+                         make_train=lambda epoch, skip: data.skip(skip),
+                         make_eval=lambda: data, steps=2)  # fmt: skip
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(config, strategy, setup)
+    seen = []
+    distribute = strategy.experimental_distribute_dataset
+    monkeypatch.setattr(strategy, "experimental_distribute_dataset",
+                        lambda ds, *a, **k: seen.append(ds) or distribute(ds, *a, **k))  # fmt: skip
+    batch = next(iter(trainer.distribute(setup.make_train(0, 0))))
+    assert autotuned(data) and len(seen) == 1 and not autotuned(seen[0])
+    assert float(trainer.train_step(batch, global_step=0)[2]) == 4.0
