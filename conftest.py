@@ -6,6 +6,7 @@ from there, and skips with a reason where the shared data folder is absent.
 
 import os
 import pathlib
+import shutil
 import tempfile
 
 import pytest
@@ -28,3 +29,36 @@ def _doctest_from_root(request, monkeypatch):
             if not SHARED.exists():
                 pytest.skip(f"needs {SHARED} (the project's shared data folder)")
         monkeypatch.chdir(ROOT)
+
+
+# Folders a fixture made, so that one whose setup runs another (getfixturevalue) does not
+# take the inner one's folders as its own.
+_OWNED = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A fixture's `tmp_path_factory.mktemp` folders go at that fixture's teardown.
+
+    pytest keeps them to the session's end, and the module fixtures alone (weights files,
+    caffemodels, exports, checkpoints of 0.2-1.2 GB each) add up to more than a CI
+    machine's disk holds. A failed test keeps its own `tmp_path` (setup.cfg's retention).
+    """
+    factory = getattr(request.config, "_tmp_path_factory", None)
+    if factory is None or fixturedef.argname in ("tmp_path", "tmp_path_factory"):
+        return (yield)
+    base = factory.getbasetemp()
+    before = set(base.iterdir())
+    try:
+        return (yield)
+    finally:  # a setup that skips or fails after mktemp leaves nothing behind either
+        made = set(base.iterdir()) - before - _OWNED
+        if made:
+            _OWNED.update(made)
+
+            def remove():
+                for path in made:
+                    shutil.rmtree(path, ignore_errors=True)
+                _OWNED.difference_update(made)
+
+            fixturedef.addfinalizer(remove)

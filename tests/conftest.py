@@ -85,23 +85,3 @@ def server(_loopback, monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     return _loopback
-
-
-# ---------------------------------------------------------------------------
-# SavedModel exports, shared by the serving tests (each is a 233 MB folder).
-
-
-@pytest.fixture(scope="session")
-def bvlc_export(tmp_path_factory):
-    """bvlc at 227, the 1000 ImageNet classes, exported through the CLI."""
-    from tests import exports
-
-    return exports.make(tmp_path_factory.mktemp("bvlc_export"), "bvlc", classes=1000)
-
-
-@pytest.fixture(scope="session")
-def chm_export(tmp_path_factory):
-    """chm2012 at 224 with 10 named classes and a per-pixel mean image."""
-    from tests import exports
-
-    return exports.make(tmp_path_factory.mktemp("chm_export"), "chm2012", classes=10)

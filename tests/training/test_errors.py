@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from alexnet_keras.cli import cli
 from tests.conftest import SHARED, require
-from tests.training.test_trainer import QUICK, imagenet_weights  # noqa: F401
+from tests.training.test_trainer import QUICK
 
 MINI = SHARED / "data" / "cifar10-mini"
 

@@ -21,7 +21,6 @@ import pytest
 from alexnet_keras.weights import read_arrays
 from tests.conftest import SHARED, require
 from tests.loopback import closed_port
-from tests.training.test_trainer import imagenet_weights  # noqa: F401  (a session fixture)
 
 MINI = SHARED / "data" / "cifar10-mini"
 

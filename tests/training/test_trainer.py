@@ -14,27 +14,13 @@ from click.testing import CliRunner
 
 import alexnet_keras
 from alexnet_keras.cli import cli
-from alexnet_keras.geometry import layer_plan
-from alexnet_keras.weights import read_arrays, write_arrays
+from alexnet_keras.weights import read_arrays
 from tests.conftest import SHARED, load_script, require
 
 MINI = SHARED / "data" / "cifar10-mini"
 TFDS = SHARED / "data" / "tfds"
 QUICK = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--eval-steps", "2",
          "--checkpoint-every", "1", "--seed", "0"]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def imagenet_weights(tmp_path_factory):
-    """A 1000-class bvlc weights file with small random weights (what `convert` writes)."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        p.name: [(rng.standard_normal(s) * 0.01).astype(np.float32) for s in p.weight_shapes]
-        for p in layer_plan("bvlc")
-        if p.weight_shapes
-    }
-    path = tmp_path_factory.mktemp("w") / "random.weights.h5"
-    return write_arrays(path, arrays, variant="bvlc", source={"format": "test"})
 
 
 def invoke(args):

@@ -8,7 +8,7 @@ from tests.conftest import SHARED, require
 EXAMPLE_LAYERS = SHARED / "data" / "chm-release" / "example-layers"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bvlc_weights(tmp_path_factory):
     """A bvlc AlexNet's initial weights (BGR, two towers), as `save_weights` writes them."""
     import alexnet_keras
@@ -18,7 +18,7 @@ def bvlc_weights(tmp_path_factory):
     return save_weights(alexnet_keras.AlexNet(), path, variant="bvlc")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cfg_weights(tmp_path_factory):
     """The CHM release's layers-18pct net (CIFAR-10, three convs), as `train` writes it."""
     from alexnet_keras.cuda_convnet.cfg_net import read_net
