@@ -17,6 +17,12 @@ from tests.training.children import tiny_run
 LONG = ("--epochs", "200", "--log-every", "1", "--checkpoint-every", "1000")
 
 
+def _as_from_a_terminal():
+    # A shell that starts a job in the background (`pytest &`, `nohup`) sets SIGINT to
+    # ignored, and the child inherits that; Ctrl-C at a terminal finds it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _newest_state(folder):
     states = sorted(folder.glob("ckpt-*.state.json"), key=lambda p: int(p.name[5:].split(".")[0]))
     return json.loads(states[-1].read_text())["state"] if states else None
@@ -28,7 +34,7 @@ def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(tmp_path, sig
     args = [sys.executable, "-m", "alexnet_keras", *map(str, tiny_run(out, *LONG))]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)  # fmt: skip
     try:
         for line in proc.stderr:  # the first training step, no checkpoint yet
             if "epoch 1/200 step 1/" in line:
@@ -55,7 +61,7 @@ def test_ctrl_c_while_starting_exits_130_in_one_line(tmp_path):
     args = [sys.executable, "-m", "alexnet_keras", *map(str, tiny_run(tmp_path / "m", *LONG))]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)  # fmt: skip
     try:
         time.sleep(1.5)  # the imports take several seconds
         proc.send_signal(signal.SIGINT)
