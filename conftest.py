@@ -43,6 +43,8 @@ def pytest_fixture_setup(fixturedef, request):
     pytest keeps them to the session's end, and the module fixtures alone (weights files,
     caffemodels, exports, checkpoints of 0.2-1.2 GB each) add up to more than a CI
     machine's disk holds. A failed test keeps its own `tmp_path` (setup.cfg's retention).
+    Folders a fixture's value makes later (a closure that calls `mktemp`) are that
+    fixture's own to remove.
     """
     factory = getattr(request.config, "_tmp_path_factory", None)
     if factory is None or fixturedef.argname in ("tmp_path", "tmp_path_factory"):

@@ -99,18 +99,24 @@ FIXTURES = {
 
 @pytest.fixture(scope="module")
 def converted(case, tmp_path_factory):
-    """`kind -> (source path, report)`, each fixture written and converted once."""
-    cache = {}
+    """`kind -> (source path, report)`, each fixture written and converted once.
+
+    Its folders (466 MB each) are made after setup, so they are removed here, at the
+    module's end (the root conftest removes only what a fixture's setup makes).
+    """
+    cache, folders = {}, []
 
     def get(kind):
         if kind not in cache:
-            folder = tmp_path_factory.mktemp(kind.replace(" ", "_"))
+            folders.append(tmp_path_factory.mktemp(kind.replace(" ", "_")))
             suffix = ".npy" if kind.startswith("npy") else ".caffemodel"
-            src = FIXTURES[kind](folder / f"bvlc_alexnet{suffix}", case("bvlc")["params"])
-            cache[kind] = src, convert_file(src, folder / "out.weights.h5")
+            src = FIXTURES[kind](folders[-1] / f"bvlc_alexnet{suffix}", case("bvlc")["params"])
+            cache[kind] = src, convert_file(src, folders[-1] / "out.weights.h5")
         return cache[kind]
 
-    return get
+    yield get
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("kind", sorted(FIXTURES))
