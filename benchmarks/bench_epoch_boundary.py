@@ -11,8 +11,15 @@ alternating the two kinds epoch by epoch. It reports, per kind, the seconds of
 steps and the seconds from the last step to the end of the loop (the delete),
 medians and maxima over `--epochs` epochs each.
 
+`--loop keras-fit` runs the same batches (with labels) through Keras' own
+`model.fit(ds, epochs=N)` instead, one kind after the other: a Keras model of
+`--work` Dense layers. Keras makes one iterator per epoch as well, and drops the
+last one when the next epoch starts, so the delete shows as the time from an
+epoch's start to its first batch (reported for every epoch after the first).
+
 Usage:
     python benchmarks/bench_epoch_boundary.py [--epochs 3] [--steps 390] [--work 40]
+        [--loop iterator|keras-fit]
 """
 
 import argparse
@@ -37,6 +44,8 @@ def _parse(argv):
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each kind")
     parser.add_argument("--steps", type=int, default=390, help="batches of 128 per epoch")
     parser.add_argument("--work", type=int, default=40, help="matmuls per step")
+    parser.add_argument("--loop", choices=("iterator", "keras-fit"), default="iterator",
+                        help="a loop over one iterator per epoch, or Keras model.fit")  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
     return parser.parse_args(argv)
 
@@ -63,6 +72,20 @@ def _step_fn(work):
     return step
 
 
+def _iterator_times(images, mean, args):
+    """Per kind, (seconds of steps, seconds from the last step to the loop's end) per epoch,
+    the kinds alternated epoch by epoch."""
+    step = _step_fn(args.work)
+    step(tf.zeros((128, 32, 32, 3)))  # trace outside the timed epochs
+    times = {kind: ([], []) for kind in KINDS}
+    for epoch in range(args.epochs):
+        for kind in KINDS:
+            ds = _pipeline(kind, images, mean, args.steps, epoch)
+            for out, t in zip(times[kind], _epoch(ds, step), strict=True):
+                out.append(t)
+    return times
+
+
 def _epoch(ds, step):
     """`(seconds of steps, seconds from the last step to the end of the loop)`."""
     began = last = time.perf_counter()
@@ -72,27 +95,62 @@ def _epoch(ds, step):
     return last - began, time.perf_counter() - last
 
 
+def _fit_times(kind, images, mean, args):
+    """`model.fit` over `args.epochs` epochs: (seconds of steps, seconds from each later
+    epoch's start to its first batch), per epoch."""
+    import keras
+
+    count = args.steps * 128
+    labels = tf.constant(np.random.default_rng(2).integers(0, 10, count).astype(np.int32))
+
+    def gather(index):
+        return tf.cast(tf.gather(images, index), tf.float32) - mean, tf.gather(labels, index)
+
+    ds = tf.data.Dataset.range(count).shuffle(count, seed=0).batch(128).map(gather)
+    ds = ds.prefetch(tf.data.AUTOTUNE) if kind == "autotuned" else prefetched(ds)
+    layers = [keras.layers.Dense(256, activation="relu") for _ in range(args.work)]
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), *layers,
+                              keras.layers.Dense(10)])  # fmt: skip
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    steps, starts, clock = [], [], {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            clock["begin"] = time.perf_counter()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                clock["first"] = time.perf_counter()
+                if clock.get("epochs"):
+                    starts.append(clock["first"] - clock["begin"])
+
+        def on_epoch_end(self, epoch, logs=None):
+            steps.append(time.perf_counter() - clock["first"])
+            clock["epochs"] = clock.get("epochs", 0) + 1
+
+    # the dataset shuffles itself; fit's own shuffle does not apply to a tf.data.Dataset
+    model.fit(ds, epochs=args.epochs, verbose=0, callbacks=[Clock()], shuffle=False)
+    return steps, starts or [0.0]
+
+
 def main(argv=None):
     args = _parse(argv)
     rng = np.random.default_rng(0)
     images = tf.constant(rng.integers(0, 256, (max(args.steps * 128, 128), 32, 32, 3), np.uint8))
     mean = tf.constant(rng.uniform(0, 255, (32, 32, 3)).astype(np.float32))
-    step = _step_fn(args.work)
-    step(tf.zeros((128, 32, 32, 3)))  # trace outside the timed epochs
-    times = {kind: ([], []) for kind in KINDS}
-    for epoch in range(args.epochs):
-        for kind in KINDS:
-            ds = _pipeline(kind, images, mean, args.steps, epoch)
-            for out, t in zip(times[kind], _epoch(ds, step), strict=True):
-                out.append(t)
+    if args.loop == "keras-fit":
+        times = {kind: _fit_times(kind, images, mean, args) for kind in KINDS}
+    else:
+        times = _iterator_times(images, mean, args)
     result = {kind: {"steps_s": statistics.median(s), "end_s_median": statistics.median(e),
                      "end_s_max": max(e), "end_s": e}
               for kind, (s, e) in times.items()}  # fmt: skip
-    print(f"{args.epochs} epochs of each kind, {args.steps} steps, medians (max):")
-    print(f"{'kind':12s}{'steps s':>10s}{'end of loop s':>22s}")
+    boundary = "epoch start to 1st batch s" if args.loop == "keras-fit" else "end of loop s"
+    print(f"{args.loop}: {args.epochs} epochs of each kind, {args.steps} steps, medians (max):")
+    print(f"{'kind':12s}{'steps s':>10s}{boundary:>30s}")
     for kind, r in result.items():
         end = f"{r['end_s_median']:.2f} ({r['end_s_max']:.2f})"
-        print(f"{kind:12s}{r['steps_s']:10.2f}{end:>22s}")
+        print(f"{kind:12s}{r['steps_s']:10.2f}{end:>30s}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": result}, f, indent=1)
