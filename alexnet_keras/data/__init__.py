@@ -2,7 +2,9 @@
 
 `open_dataset` opens a TFDS set, an image folder or ILSVRC-2012 val (with its
 label file) as `Split`s (references and their decoder); `train_pipeline` and
-`eval_pipeline` turn a split into batches.
+`eval_pipeline` turn a split into batches. `prefetched` is the tail they end in
+(prefetch, tf.data autotuning off): end your own pipelines in it too, for
+`model.fit` as well, or an epoch can end late (`data.prefetch` says why).
 The names are loaded on first use, so `alexnet_keras.data.image_folder` (pure
 Python) does not import TensorFlow.
 """
@@ -17,6 +19,7 @@ _PUBLIC = {
     "average_crops": "pipelines",
     "train_pipeline": "pipelines",
     "eval_pipeline": "pipelines",
+    "prefetched": "prefetch",
 }
 
 __all__ = list(_PUBLIC)
