@@ -47,7 +47,7 @@ def pytest_fixture_setup(fixturedef, request):
     fixture's own to remove.
     """
     factory = getattr(request.config, "_tmp_path_factory", None)
-    if factory is None or fixturedef.argname in ("tmp_path", "tmp_path_factory"):
+    if factory is None or fixturedef.argname == "tmp_path_factory":
         return (yield)
     base = factory.getbasetemp()
     before = set(base.iterdir())
@@ -57,9 +57,12 @@ def pytest_fixture_setup(fixturedef, request):
         made = set(base.iterdir()) - before - _OWNED
         if made:
             _OWNED.update(made)
+            # A tmp_path is claimed only so that the fixture that asked for it (a doctest's
+            # tempdir) does not remove it: its test's outcome decides (retention policy).
+            keep = fixturedef.argname == "tmp_path"
 
             def remove():
-                for path in made:
+                for path in () if keep else made:
                     shutil.rmtree(path, ignore_errors=True)
                 _OWNED.difference_update(made)
 

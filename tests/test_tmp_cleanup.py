@@ -67,6 +67,27 @@ def test_c_fails(tmp_path):
     assert False
 """
 
+DOCTEST = """
+def f():
+    \"\"\"A failing example whose tempfile.mkdtemp() folder is kept, as a failed test's.
+
+    >>> import tempfile
+    >>> from conftest import note
+    >>> note("doctest", tempfile.mkdtemp())
+    >>> 1
+    2
+    \"\"\"
+
+
+def g():
+    \"\"\"A passing example: its folder goes.
+
+    >>> import tempfile
+    >>> from conftest import note
+    >>> note("passed-doctest", tempfile.mkdtemp())
+    \"\"\"
+"""
+
 LATER = """
 import pathlib
 from conftest import seen
@@ -77,6 +98,8 @@ def test_d(session_folder):
     assert not pathlib.Path(folders["module"]).exists()  # its module is done
     assert not pathlib.Path(folders["tmp_path"]).exists()  # its test passed
     assert pathlib.Path(folders["failed"]).exists()  # kept to look at
+    assert pathlib.Path(folders["doctest"]).exists()
+    assert not pathlib.Path(folders["passed-doctest"]).exists()
     assert pathlib.Path(folders["session"]).exists()  # still in use
 """
 
@@ -86,6 +109,7 @@ def test_fixture_folders_go_at_their_teardown_and_failed_tests_keep_theirs(pytes
                  if line.startswith("tmp_path_retention")]  # fmt: skip
     pytester.makeini("\n".join(["[pytest]", *retention]))
     pytester.makeconftest((ROOT / "conftest.py").read_text() + HELPERS)
-    pytester.makepyfile(test_first=FIRST, test_later=LATER)
-    result = pytester.runpytest("-p", "no:randomly", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, failed=1)
+    pytester.makepyfile(test_first=FIRST, test_later=LATER, a_doctest=DOCTEST)
+    result = pytester.runpytest("-p", "no:randomly", "-p", "no:cacheprovider", "a_doctest.py",
+                                "--doctest-modules", "test_first.py", "test_later.py")  # fmt: skip
+    result.assert_outcomes(passed=4, failed=2)
