@@ -56,6 +56,11 @@ def _pipeline(kind, images, mean, steps, epoch):
 
     order = np.random.default_rng(epoch).permutation(len(images))[: steps * 128]
     ds = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(128).map(gather)
+    return _tail(kind, ds)
+
+
+def _tail(kind, ds):
+    """The pipeline's end: autotuned (`prefetch(AUTOTUNE)` alone) or `prefetched`."""
     return ds.prefetch(tf.data.AUTOTUNE) if kind == "autotuned" else prefetched(ds)
 
 
@@ -106,8 +111,7 @@ def _fit_times(kind, images, mean, args):
     def gather(index):
         return tf.cast(tf.gather(images, index), tf.float32) - mean, tf.gather(labels, index)
 
-    ds = tf.data.Dataset.range(count).shuffle(count, seed=0).batch(128).map(gather)
-    ds = ds.prefetch(tf.data.AUTOTUNE) if kind == "autotuned" else prefetched(ds)
+    ds = _tail(kind, tf.data.Dataset.range(count).shuffle(count, seed=0).batch(128).map(gather))
     layers = [keras.layers.Dense(256, activation="relu") for _ in range(args.work)]
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), *layers,
                               keras.layers.Dense(10)])  # fmt: skip
