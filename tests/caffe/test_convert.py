@@ -101,22 +101,21 @@ FIXTURES = {
 def converted(case, tmp_path_factory):
     """`kind -> (source path, report)`, each fixture written and converted once.
 
-    Its folders (466 MB each) are made after setup, so they are removed here, at the
-    module's end (the root conftest removes only what a fixture's setup makes).
+    The files (466 MB each) go in one folder made at setup, which the root conftest
+    removes at the module's end.
     """
-    cache, folders = {}, []
+    cache, root = {}, tmp_path_factory.mktemp("converted")
 
     def get(kind):
         if kind not in cache:
-            folders.append(tmp_path_factory.mktemp(kind.replace(" ", "_")))
+            folder = root / kind.replace(" ", "_")
+            folder.mkdir()
             suffix = ".npy" if kind.startswith("npy") else ".caffemodel"
-            src = FIXTURES[kind](folders[-1] / f"bvlc_alexnet{suffix}", case("bvlc")["params"])
-            cache[kind] = src, convert_file(src, folders[-1] / "out.weights.h5")
+            src = FIXTURES[kind](folder / f"bvlc_alexnet{suffix}", case("bvlc")["params"])
+            cache[kind] = src, convert_file(src, folder / "out.weights.h5")
         return cache[kind]
 
-    yield get
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+    return get
 
 
 @pytest.mark.parametrize("kind", sorted(FIXTURES))
