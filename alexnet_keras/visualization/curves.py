@@ -15,6 +15,7 @@ one line naming the file and the line.
 import csv
 import dataclasses
 import pathlib
+import textwrap
 
 import numpy as np
 
@@ -222,10 +223,16 @@ def draw_curves(runs, output, *, target=None, chain=False):
         )
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
                fontsize=9, frameon=False)  # fmt: skip
+    fig.suptitle(_title(runs), fontsize=10)
+    return save_png(fig, output)
+
+
+def _title(runs, width=110):
+    """The last epoch's eval top-1 error of the first four runs, wrapped to `width`
+    characters: four long run names on one line ran off both edges of the picture."""
     last = ", ".join(f"{r.name} {100 * (1 - r.columns['val_top1'][-1]):.2f} %" for r in runs[:4])
     more = f" (+{len(runs) - 4} more)" if len(runs) > 4 else ""
-    fig.suptitle(f"eval top-1 error after the last epoch: {last}{more}", fontsize=10)
-    return save_png(fig, output)
+    return textwrap.fill(f"eval top-1 error after the last epoch: {last}{more}", width)
 
 
 def _style_keys(ax):

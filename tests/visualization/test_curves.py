@@ -30,6 +30,23 @@ def test_the_18pct_seeds_overlay(tmp_path):
     assert pixels.shape[:2] == (600, 800)
 
 
+def test_the_title_of_six_runs_stays_inside_the_picture(tmp_path, monkeypatch):
+    import alexnet_keras.visualization.curves as curves
+
+    figures = []
+    save_png = curves.save_png
+    monkeypatch.setattr(
+        curves, "save_png", lambda fig, out: figures.append(fig) or save_png(fig, out)
+    )
+    assert_a_picture(draw_curves(sorted(METRICS.glob("18pct-*.csv")), tmp_path / "c.png"))
+    fig = figures[0]
+    (title,) = [t for t in fig.texts if t.get_text().startswith("eval top-1 error")]
+    assert "(+2 more)" in title.get_text()
+    fig.draw_without_rendering()
+    box = title.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, box
+
+
 def test_phases_chain_on_one_epoch_axis(tmp_path):
     # Methodology's protocol: phase b starts from phase a's weights and goes on from its epoch.
     a, b = (read_metrics(METRICS / f"{n}.csv") for n in ("80sec-2011-drop8", "80sec-2011"))
